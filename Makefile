@@ -1,0 +1,43 @@
+# The two commands a newcomer needs (see README.md):
+#   make demo    runs the chat example on an embedded in-process Phoenix-protocol server
+#   make check   runs the whole check: ruff, ruff format --check, mypy --strict, pytest (+ coverage)
+# Both create .venv themselves; `make check` also installs the npm packages of tests/js.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+JS := tests/js
+
+.PHONY: demo check test lint bench soak clean
+
+$(VENV)/.stamp-install: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(JS)/node_modules/.stamp-install: $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(VENV)/.stamp-install
+	$(BIN)/python examples/chat.py
+
+lint: $(VENV)/.stamp-install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(VENV)/.stamp-install $(JS)/node_modules/.stamp-install
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report --include='trio_phoenix/proto/*' --fail-under=100
+
+check: lint test
+
+bench: $(VENV)/.stamp-install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(JS)/node_modules .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis

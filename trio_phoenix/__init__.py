@@ -1,0 +1,1 @@
+"""trio_phoenix: a Trio-native Phoenix Channels client."""

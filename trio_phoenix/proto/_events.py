@@ -1,0 +1,193 @@
+"""Events the sans-IO core hands to the I/O layer.
+
+The core never calls out: every consequence of a frame, a timer or a command that the I/O
+layer must act on (wake a waiting push, feed subscribers, open or close the transport) comes
+back as one of these values, in order, from ``SocketCore.events()``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._message import Message
+
+if TYPE_CHECKING:
+    from ._core import ChannelCore, Push
+
+__all__ = [
+    "ChannelEnded",
+    "ChannelErrored",
+    "ChannelJoined",
+    "CloseTransport",
+    "Event",
+    "FrameDropped",
+    "JoinFailed",
+    "MessageReceived",
+    "PingLost",
+    "PingReplied",
+    "PushFailed",
+    "PushReplied",
+    "PushTimedOut",
+    "ReconnectDue",
+    "ReconnectScheduled",
+    "RejoinScheduled",
+]
+
+
+@attrs.frozen
+class MessageReceived:
+    """A message for a channel: a broadcast or a server push (not a reply)."""
+
+    channel: ChannelCore
+    message: Message
+
+
+@attrs.frozen
+class PushReplied:
+    """The server replied to a push (a user push, never a join or leave)."""
+
+    push: Push
+    status: str
+    response: Any
+
+
+@attrs.frozen
+class PushTimedOut:
+    """No reply within the push's timeout; if it was still buffered, it was never sent."""
+
+    push: Push
+
+
+@attrs.frozen
+class PushFailed:
+    """A push ended without a reply: its channel closed, or its reply can no longer arrive.
+
+    ``reason`` is ``"channel_closed"`` (the channel was left or closed: the push was not sent,
+    or its reply was dropped with the channel), ``"reply_lost"`` (the connection dropped or the
+    server channel crashed after the push was sent: it may or may not have been processed) or
+    ``"socket_closed"`` (the socket was closed by the application).
+    """
+
+    push: Push
+    reason: str
+    detail: Any = None
+
+
+@attrs.frozen
+class ChannelJoined:
+    """A join or rejoin succeeded; ``first`` is true for the first successful join."""
+
+    channel: ChannelCore
+    response: Any
+    first: bool
+
+
+@attrs.frozen
+class JoinFailed:
+    """The server refused a join. ``first`` joins are not retried: the channel is closed."""
+
+    channel: ChannelCore
+    status: str
+    response: Any
+    first: bool
+
+
+@attrs.frozen
+class ChannelErrored:
+    """The channel errored (server crash, transport loss, join timeout); it will rejoin."""
+
+    channel: ChannelCore
+    payload: Any
+
+
+@attrs.frozen
+class ChannelEnded:
+    """The channel is closed for good; ``reason`` says why, ``payload`` what the server sent.
+
+    Reasons: ``"left"`` (the application left), ``"server_closed"`` (``phx_close``),
+    ``"join_failed"``, ``"join_timeout"``, ``"socket_closed"``.
+    """
+
+    channel: ChannelCore
+    reason: str
+    payload: Any = None
+
+
+@attrs.frozen
+class RejoinScheduled:
+    """An errored channel will try to rejoin after ``delay`` seconds (attempt ``attempt``)."""
+
+    channel: ChannelCore
+    delay: float
+    attempt: int
+
+
+@attrs.frozen
+class ReconnectScheduled:
+    """The socket will reconnect after ``delay`` seconds (attempt ``attempt``)."""
+
+    delay: float
+    attempt: int
+
+
+@attrs.frozen
+class ReconnectDue:
+    """The reconnect timer fired: the I/O layer should open a new connection now."""
+
+
+@attrs.frozen
+class CloseTransport:
+    """The core gave up on the current connection (heartbeat timeout): close it."""
+
+    code: int
+    reason: str
+
+
+@attrs.frozen
+class PingReplied:
+    """The server answered ``socket.ping()``: ``rtt`` seconds after it was sent."""
+
+    ref: str
+    rtt: float
+
+
+@attrs.frozen
+class PingLost:
+    """The connection went away before the ping was answered."""
+
+    ref: str
+
+
+@attrs.frozen
+class FrameDropped:
+    """An incoming frame or message was ignored; ``reason`` is a short machine-readable tag.
+
+    Reasons: ``"malformed"`` (undecodable; ``error`` says why), ``"stale_join_ref"``,
+    ``"unknown_ref"`` (a reply nobody waits for), ``"unknown_topic"``,
+    ``"bad_reply"`` (a reply without a string status).
+    """
+
+    reason: str
+    message: Message | None = None
+    error: Exception | None = None
+
+
+Event = (
+    MessageReceived
+    | PushReplied
+    | PushTimedOut
+    | PushFailed
+    | ChannelJoined
+    | JoinFailed
+    | ChannelErrored
+    | ChannelEnded
+    | RejoinScheduled
+    | ReconnectScheduled
+    | ReconnectDue
+    | CloseTransport
+    | PingReplied
+    | PingLost
+    | FrameDropped
+)

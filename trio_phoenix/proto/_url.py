@@ -1,0 +1,145 @@
+"""Socket URLs and the auth-token subprotocol, built exactly as phoenix.js builds them.
+
+phoenix.js takes a *mount point* (``wss://example.org/socket``), appends ``/websocket`` and then
+a query string of the user's params followed by ``vsn``. Params are encoded by phoenix.js's
+``Ajax.serialize``: ``encodeURIComponent(key)=encodeURIComponent(value)`` joined by ``&``,
+nested objects as ``parent[child]`` and arrays as ``list[0]`` (the bracketed key itself
+percent-encoded). We reproduce that byte for byte, including its quirks (a ``None`` or an empty
+nested mapping contributes an empty segment, as JavaScript's ``null`` does), so that a server sees
+the same request from trio_phoenix as from a browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
+
+from ._errors import InvalidURL
+from ._serializer import V2_VSN
+
+__all__ = [
+    "AUTH_TOKEN_PREFIX",
+    "auth_token_subprotocols",
+    "build_socket_url",
+    "encode_params",
+    "redact_url",
+]
+
+#: The ``Sec-WebSocket-Protocol`` entry prefix Phoenix (1.8+) reads an auth token from.
+AUTH_TOKEN_PREFIX: Final = "base64url.bearer.phx."
+
+# encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) alone; quote() always keeps _.-~.
+_URI_COMPONENT_SAFE: Final = "!*'()"
+_SCHEMES: Final = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+
+
+def build_socket_url(
+    endpoint: str, params: Mapping[str, Any] | None = None, vsn: str = V2_VSN
+) -> str:
+    """Build the WebSocket URL phoenix.js would open for ``endpoint`` (the socket's mount point).
+
+    ``http``/``https`` mount points are mapped to ``ws``/``wss``, as browsers do.
+
+    Raises:
+        InvalidURL: the scheme is not ws, wss, http or https, or the URL has no host.
+
+    Example:
+        >>> build_socket_url("ws://localhost:4000/socket", {"token": "abc"})
+        'ws://localhost:4000/socket/websocket?token=abc&vsn=2.0.0'
+    """
+    if not isinstance(endpoint, str):
+        raise InvalidURL(f"socket URL must be a string, got {type(endpoint).__name__}")
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 -- validates the port
+    except ValueError as exc:
+        raise InvalidURL(f"invalid socket URL {redact_url(endpoint)!r}: {exc}") from exc
+    scheme = _SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        raise InvalidURL(
+            f"socket URL must start with ws://, wss://, http:// or https://, "
+            f"got {redact_url(endpoint)!r}"
+        )
+    if not parts.hostname:
+        raise InvalidURL(f"socket URL has no host: {redact_url(endpoint)!r}")
+    url = scheme + endpoint[len(parts.scheme) :] + "/websocket"
+    if params:
+        url = _append_params(url, params)
+    return _append_params(url, {"vsn": vsn})
+
+
+def _append_params(url: str, params: Mapping[str, Any]) -> str:
+    return url + ("&" if "?" in url else "?") + encode_params(params)
+
+
+def encode_params(params: Mapping[str, Any] | Sequence[Any], parent: str | None = None) -> str:
+    """Encode params as phoenix.js's ``Ajax.serialize`` does."""
+    items = params.items() if isinstance(params, Mapping) else enumerate(params)
+    parts = []
+    for key, value in items:
+        name = f"{parent}[{_js_string(key)}]" if parent is not None else _js_string(key)
+        if value is None:
+            parts.append("")  # JavaScript: typeof null === "object", which has no keys
+        elif isinstance(value, Mapping) or (
+            isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
+        ):
+            parts.append(encode_params(value, name))
+        else:
+            parts.append(f"{_uri_component(name)}={_uri_component(_js_string(value))}")
+    return "&".join(parts)
+
+
+def _uri_component(text: str) -> str:
+    return quote(text, safe=_URI_COMPONENT_SAFE, errors="strict")
+
+
+def _js_string(value: Any) -> str:
+    """``String(value)`` as JavaScript would print it, for the scalar types params hold."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        if value.is_integer() and abs(value) < 1e21:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def auth_token_subprotocols(token: str) -> list[str]:
+    """The ``Sec-WebSocket-Protocol`` list phoenix.js offers for an ``authToken``.
+
+    Standard base64 (not the URL-safe alphabet, despite the prefix) with the padding removed.
+
+    Example:
+        >>> auth_token_subprotocols("1234")
+        ['phoenix', 'base64url.bearer.phx.MTIzNA']
+    """
+    encoded = base64.b64encode(token.encode("utf-8")).decode("ascii").rstrip("=")
+    return ["phoenix", AUTH_TOKEN_PREFIX + encoded]
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with every query value replaced by ``[REDACTED]``, for logs and errors.
+
+    Socket params usually carry tokens; they must never reach a log line or an exception text.
+    """
+    head, sep, query = url.partition("?")
+    if not sep:
+        return url
+    redacted = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        if eq and name != "vsn":
+            value = "[REDACTED]"
+        redacted.append(f"{name}{eq}{value}")
+    return head + "?" + "&".join(redacted)
