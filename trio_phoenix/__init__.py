@@ -1,1 +1,69 @@
-"""trio_phoenix: a Trio-native Phoenix Channels client."""
+"""trio_phoenix: a Trio-native Phoenix Channels client.
+
+``async with open_socket(url) as socket:`` owns the connection, heartbeat and reconnect tasks;
+``socket.channel(topic, params)`` gives a ``Channel`` to join, push on and subscribe to. The
+protocol itself lives in the sans-IO ``trio_phoenix.proto``; ``trio_phoenix.testing`` holds an
+in-process Phoenix-protocol server and pytest fixtures.
+"""
+
+from ._channel import (
+    DEFAULT_MAX_BUFFER as DEFAULT_MAX_BUFFER,
+    Channel as Channel,
+    ChannelStatistics as ChannelStatistics,
+)
+from ._exceptions import (
+    ChannelClosed as ChannelClosed,
+    ConnectError as ConnectError,
+    EncodeError as EncodeError,
+    InvalidTransition as InvalidTransition,
+    InvalidURL as InvalidURL,
+    JoinError as JoinError,
+    JoinTimeout as JoinTimeout,
+    LocalProtocolError as LocalProtocolError,
+    PhoenixError as PhoenixError,
+    PhoenixTimeout as PhoenixTimeout,
+    ProtocolError as ProtocolError,
+    PushError as PushError,
+    PushTimeout as PushTimeout,
+    RemoteProtocolError as RemoteProtocolError,
+    ReplyLost as ReplyLost,
+    SocketClosed as SocketClosed,
+    SubscriptionOverflow as SubscriptionOverflow,
+)
+from ._lifecycle import (
+    ChannelEnded as ChannelEnded,
+    ChannelErrored as ChannelErrored,
+    ChannelJoined as ChannelJoined,
+    Connected as Connected,
+    ConnectFailed as ConnectFailed,
+    Disconnected as Disconnected,
+    HeartbeatTimeout as HeartbeatTimeout,
+    LifecycleEvent as LifecycleEvent,
+    ReconnectScheduled as ReconnectScheduled,
+    RejoinScheduled as RejoinScheduled,
+)
+from ._socket import (
+    DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
+    Socket as Socket,
+    SocketState as SocketState,
+    SocketStatistics as SocketStatistics,
+    connect_socket as connect_socket,
+    open_socket as open_socket,
+)
+from ._subscription import (
+    OverflowPolicy as OverflowPolicy,
+    Subscription as Subscription,
+    SubscriptionStatistics as SubscriptionStatistics,
+)
+from .proto import (
+    ChannelState as ChannelState,
+    Message as Message,
+    Serializer as Serializer,
+    V1JSONSerializer as V1JSONSerializer,
+    V2JSONSerializer as V2JSONSerializer,
+    jittered as jittered,
+    phoenix_reconnect_after as phoenix_reconnect_after,
+    phoenix_rejoin_after as phoenix_rejoin_after,
+)
+
+__version__ = "0.1.0.dev0"

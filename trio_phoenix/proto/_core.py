@@ -320,6 +320,11 @@ class SocketCore:
 
     # -- output --------------------------------------------------------------------------
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether ``data_to_send()`` would return frames."""
+        return bool(self._outbox)
+
     def data_to_send(self) -> list[Frame]:
         """Take the frames to write to the transport, in order."""
         frames = self._outbox

@@ -425,11 +425,15 @@ class PresenceSync:
 
     Example:
         >>> view = PresenceSync()
-        >>> view.handle_state({"u1": {"metas": [{"phx_ref": "a"}]}}, "1")
-        [PresenceJoin(key='u1', current=None, joined={'metas': [{'phx_ref': 'a'}]}), PresenceSynced()]
-        >>> view.list(lambda key, presence: key)
-        ['u1']
-    """  # noqa: E501
+        >>> changes = view.handle_state({"u1": {"metas": [{"phx_ref": "a"}]}}, "1")
+        >>> [type(change).__name__ for change in changes]
+        ['PresenceJoin', 'PresenceSynced']
+        >>> view.handle_diff({"joins": {}, "leaves": {"u1": {"metas": [{"phx_ref": "a"}]}}}, "1")
+        [PresenceLeave(key='u1', current={'metas': []}, left={'metas': [{'phx_ref': 'a'}]}), \
+PresenceSynced()]
+        >>> view.list()
+        []
+    """
 
     _state: PresenceState = attrs.field(factory=dict, init=False)
     _pending_diffs: builtins.list[tuple[PresenceState, PresenceState]] = attrs.field(
@@ -511,7 +515,13 @@ class PresenceSync:
         changes.append(PresenceSynced())
         return changes
 
-    def list(self, chooser: Callable[[str, PresenceEntry], Any] | None = None) -> builtins.list[Any]:
+    @overload
+    def list(self, chooser: None = None) -> builtins.list[PresenceEntry]: ...
+    @overload
+    def list(self, chooser: Callable[[str, PresenceEntry], _T]) -> builtins.list[_T]: ...
+    def list(
+        self, chooser: Callable[[str, PresenceEntry], Any] | None = None
+    ) -> builtins.list[Any]:
         """List the presences in JavaScript key order (phoenix.js ``presence.list``).
 
         Args:

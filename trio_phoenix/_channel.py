@@ -1,0 +1,362 @@
+"""Channel: join, push, leave and subscribe on one topic, over the sans-IO ``ChannelCore``.
+
+All protocol decisions are the core's; this module waits for their outcomes and turns them
+into return values and exceptions. Every waiting call honours the caller's cancel scopes: a
+cancelled push is removed from the core (no pending entry survives it), a cancelled join
+abandons the join (the channel is left).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, final
+
+import attrs
+import trio
+
+from ._exceptions import (
+    ChannelClosed,
+    JoinError,
+    JoinTimeout,
+    PushError,
+    PushTimeout,
+    ReplyLost,
+    SocketClosed,
+)
+from ._subscription import OverflowPolicy, Subscription
+from .proto import ChannelCore, ChannelState, Message, Push
+
+if TYPE_CHECKING:
+    from ._socket import Socket
+
+__all__ = ["DEFAULT_MAX_BUFFER", "Channel", "ChannelStatistics"]
+
+#: Default number of messages a subscription buffers before its overflow policy applies.
+DEFAULT_MAX_BUFFER: Final = 1000
+
+
+class _Waiter:
+    """One task waiting for one outcome: a value or an exception."""
+
+    __slots__ = ("_error", "_event", "_value")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def set_value(self, value: Any) -> None:
+        if not self._event.is_set():
+            self._value = value
+            self._event.set()
+
+    def set_error(self, error: BaseException) -> None:
+        if not self._event.is_set():
+            self._error = error
+            self._event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+@attrs.frozen(kw_only=True)
+class ChannelStatistics:
+    """A snapshot of a channel's counters."""
+
+    topic: str
+    state: ChannelState
+    join_ref: str | None
+    pending_replies: int
+    buffered_pushes: int
+    subscriptions: int
+    messages_received: int
+    messages_dropped: int
+
+
+@final
+class Channel:
+    """A Phoenix channel on one topic. Create it with ``socket.channel(topic, params)``.
+
+    Use it as ``async with channel:`` (join on enter, leave on exit) or call ``join()`` and
+    ``leave()`` yourself. A channel is joined at most once; after it is closed, create a new
+    one. While the socket reconnects, or after the server-side channel crashed, the channel
+    rejoins by itself with a new join ref; pushes made meanwhile wait in a buffer.
+    """
+
+    def __init__(self, socket: Socket, core: ChannelCore) -> None:
+        self._socket = socket
+        self._core = core
+        core.context = self
+        self._subscriptions: list[tuple[frozenset[str] | None, Subscription[Message]]] = []
+        self._join_waiter: _Waiter | None = None
+        self._closed_waiter = _Waiter()
+        self._joined_event = trio.Event()
+        self._join_response: Any = None
+        self._messages_received = 0
+        self._closed_dropped = 0
+
+    def __repr__(self) -> str:
+        return f"<trio_phoenix.Channel {self.topic!r} {self.state.value}>"
+
+    @property
+    def topic(self) -> str:
+        return self._core.topic
+
+    @property
+    def params(self) -> Any:
+        """The join params sent with every (re)join."""
+        return self._core.params
+
+    @property
+    def state(self) -> ChannelState:
+        return self._core.state
+
+    @property
+    def join_ref(self) -> str | None:
+        """The ref of the current join; it changes on every rejoin."""
+        return self._core.join_ref
+
+    @property
+    def join_response(self) -> Any:
+        """The server's reply to the most recent successful join (``None`` before)."""
+        return self._join_response
+
+    # -- join / leave ----------------------------------------------------------------------
+
+    async def join(self) -> Any:
+        """Join the channel and return the server's join reply.
+
+        Waits for the socket to connect if needed; the channel's timeout (the socket's
+        ``timeout`` by default) bounds the whole wait.
+
+        Raises:
+            JoinError: the server refused the join; the channel is closed.
+            JoinTimeout: no reply in time; the channel is closed.
+            ChannelClosed: the channel was closed while joining.
+            LocalProtocolError: the channel was joined before, or the topic is taken by
+                another live channel.
+            SocketClosed: the socket is closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        socket = self._socket
+        waiter = _Waiter()
+        socket._core.join(self._core, trio.current_time())
+        self._join_waiter = waiter
+        socket._pump()
+        try:
+            return await waiter.wait()
+        except trio.Cancelled:
+            if not waiter.is_set:
+                socket._core.leave(self._core, trio.current_time())
+                socket._pump()
+            raise
+        finally:
+            self._join_waiter = None
+
+    async def leave(self) -> None:
+        """Leave the channel and wait for the server to confirm (bounded by the timeout).
+
+        Subscriptions end (their iteration stops), buffered pushes fail with
+        ``ChannelClosed``. Leaving a closed channel does nothing.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        socket = self._socket
+        socket._core.leave(self._core, trio.current_time())
+        socket._pump()
+        await self._closed_waiter.wait()
+
+    async def wait_joined(self) -> None:
+        """Wait until the channel is joined (returns at once if it is).
+
+        Raises:
+            ChannelClosed: the channel is closed (or closes while waiting).
+        """
+        while self._core.state is not ChannelState.JOINED:
+            if self._closed_waiter.is_set:
+                raise ChannelClosed(self.topic, self._core.close_reason or "closed")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._wait_then_cancel, self._joined_event, nursery)
+                nursery.start_soon(self._wait_then_cancel, self._closed_waiter._event, nursery)
+        await trio.lowlevel.checkpoint()
+
+    @staticmethod
+    async def _wait_then_cancel(event: trio.Event, nursery: trio.Nursery) -> None:
+        await event.wait()
+        nursery.cancel_scope.cancel()
+
+    async def __aenter__(self) -> Channel:
+        await self.join()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Leave even when the block is being cancelled, within a bounded grace period.
+        with trio.move_on_after(self._socket._close_timeout) as scope:
+            scope.shield = True
+            await self.leave()
+
+    # -- push ------------------------------------------------------------------------------
+
+    async def push(self, event: str, payload: Any = None) -> Any:
+        """Push ``event`` with ``payload`` and return the server's ok response.
+
+        ``payload`` is any JSON value (``{}`` when omitted) or ``bytes`` (sent as a binary
+        frame; a binary reply comes back as ``bytes``). If the channel is joining or the
+        socket is reconnecting, the push waits in a buffer and is sent after the (re)join.
+        The channel's timeout bounds the wait; wrap the call in ``trio.move_on_after`` or
+        ``trio.fail_after`` for a shorter one: cancelling a push removes it cleanly.
+
+        Raises:
+            PushError: the server replied with a non-ok status.
+            PushTimeout: no reply within the timeout (also a ``trio.TooSlowError``).
+            ReplyLost: the connection dropped or the server channel crashed before the reply.
+            ChannelClosed: the channel was left or closed.
+            EncodeError: the payload cannot be encoded (nothing was sent).
+            LocalProtocolError: the channel was never joined, or the event is reserved.
+            SocketClosed: the socket is closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        socket = self._socket
+        push = socket._core.push(
+            self._core, event, {} if payload is None else payload, trio.current_time()
+        )
+        waiter = _Waiter()
+        push.context = waiter
+        socket._pump()
+        try:
+            return await waiter.wait()
+        except trio.Cancelled:
+            socket._core.cancel_push(push)
+            socket._pump()
+            raise
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        *events: str,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        overflow: OverflowPolicy = "raise",
+    ) -> AsyncIterator[Subscription[Message]]:
+        """Receive the channel's messages (broadcasts and server pushes) in a bounded buffer.
+
+        With no ``events`` every message except replies is delivered, including
+        ``phx_error``. Subscribe before joining to see the messages sent right after the join.
+        The reader never waits for a subscriber: when the buffer is full, ``overflow`` decides
+        (``"raise"``: the gap is reported by ``SubscriptionOverflow`` from ``receive()``;
+        ``"drop_oldest"``: the oldest buffered message is dropped). The stream ends when the
+        channel is left, or raises ``ChannelClosed`` when the server closes the channel.
+
+        Example:
+            async with channel.subscribe("new_msg") as messages:
+                async for message in messages:
+                    print(message.payload)
+        """
+        if self._core.state is ChannelState.CLOSED and self._core.join_called:
+            raise ChannelClosed(self.topic, self._core.close_reason or "closed")
+        subscription: Subscription[Message] = Subscription(max_buffer, overflow)
+        entry = (frozenset(events) if events else None, subscription)
+        self._subscriptions.append(entry)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.remove(entry)
+            self._closed_dropped += subscription.statistics().dropped
+            subscription.close()
+
+    def statistics(self) -> ChannelStatistics:
+        core = self._core
+        return ChannelStatistics(
+            topic=core.topic,
+            state=core.state,
+            join_ref=core.join_ref,
+            pending_replies=len(core.pending),
+            buffered_pushes=len(core.buffer),
+            subscriptions=len(self._subscriptions),
+            messages_received=self._messages_received,
+            messages_dropped=self._closed_dropped
+            + sum(sub.statistics().dropped for _, sub in self._subscriptions),
+        )
+
+    # -- called by the socket's event pump -------------------------------------------------
+
+    def _deliver(self, message: Message) -> None:
+        self._messages_received += 1
+        event = message.event
+        for events, subscription in self._subscriptions:
+            if events is None or event in events:
+                subscription.offer(message)
+
+    def _joined(self, response: Any, first: bool) -> None:
+        self._join_response = response
+        self._joined_event.set()
+        if first and self._join_waiter is not None:
+            self._join_waiter.set_value(response)
+
+    def _errored(self) -> None:
+        self._joined_event = trio.Event()
+
+    def _join_failed(self, status: str, response: Any) -> None:
+        if self._join_waiter is not None:
+            self._join_waiter.set_error(JoinError(self.topic, response, status))
+
+    def _ended(self, reason: str, payload: Any) -> None:
+        waiter = self._join_waiter
+        if waiter is not None:
+            if reason == "join_timeout":
+                timeout = self._core.timeout
+                waiter.set_error(
+                    JoinTimeout(f"no reply to the join of {self.topic!r} within {timeout} s")
+                )
+            elif reason == "socket_closed":
+                waiter.set_error(SocketClosed("the socket was closed while joining"))
+            else:
+                waiter.set_error(ChannelClosed(self.topic, reason, payload))
+        error = (
+            None
+            if reason in ("left", "socket_closed")
+            else ChannelClosed(self.topic, reason, payload)
+        )
+        for _, subscription in self._subscriptions:
+            subscription.end(error)
+        self._closed_waiter.set_value(None)
+
+
+def resolve_push(push: Push, outcome: str, status: str | None, response: Any) -> None:
+    """Wake the task waiting on ``push`` with the outcome the core reported."""
+    waiter = push.context
+    if not isinstance(waiter, _Waiter):
+        return
+    event = push.event
+    if outcome == "replied":
+        if status == "ok":
+            waiter.set_value(response)
+        else:
+            waiter.set_error(PushError(event, status or "error", response))
+    elif outcome == "timeout":
+        timeout = push.channel.timeout
+        shown = "" if timeout is None or math.isinf(timeout) else f" within {timeout} s"
+        waiter.set_error(PushTimeout(f"no reply to {event!r} on {push.channel.topic!r}{shown}"))
+    elif outcome == "channel_closed":
+        waiter.set_error(ChannelClosed(push.channel.topic, str(response or "closed")))
+    elif outcome == "reply_lost":
+        waiter.set_error(ReplyLost(event, response))
+    elif outcome == "socket_closed":
+        waiter.set_error(SocketClosed("the socket was closed before the reply arrived"))
+    else:  # "encode_error"
+        waiter.set_error(response)

@@ -1,0 +1,574 @@
+"""Socket: the nursery-scoped Phoenix connection, its tasks, and the event pump.
+
+Rules this module keeps:
+
+1. The sans-IO ``SocketCore`` decides; this module only moves bytes and time. After every call
+   into the core, ``_pump()`` dispatches the core's events (wake waiters, feed subscribers) and
+   wakes the writer and timer tasks. Nothing in ``_pump()`` blocks.
+2. Three kinds of task, all inside the socket's own nursery: the connection supervisor (opens
+   connections and runs one reader and one writer per connection), and the timer task (feeds
+   ``trio.current_time()`` to the core when its next deadline passes). Only the writer writes,
+   so frames go out in the order the core produced them.
+3. No task outlives ``open_socket``; the caller sees their own exception, never an internal
+   ``ExceptionGroup``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from types import EllipsisType
+from typing import Any, Final, final
+
+import trio
+
+from . import _lifecycle as life
+from ._channel import Channel, _Waiter, resolve_push
+from ._exceptions import ConnectError, ReplyLost, SocketClosed
+from ._subscription import OverflowPolicy, Subscription
+from ._transport import Transport, TransportClosed, open_transport
+from .proto import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    ChannelEnded,
+    ChannelErrored,
+    ChannelJoined,
+    ChannelState,
+    CloseTransport,
+    ConnectionState,
+    CoreStatistics,
+    FrameDropped,
+    JoinFailed,
+    MessageReceived,
+    PingLost,
+    PingReplied,
+    PushFailed,
+    PushReplied,
+    PushTimedOut,
+    ReconnectDue,
+    ReconnectScheduled,
+    RejoinScheduled,
+    Serializer,
+    SocketCore,
+    auth_token_subprotocols,
+    build_socket_url,
+    phoenix_reconnect_after,
+    phoenix_rejoin_after,
+    redact_url,
+)
+
+__all__ = ["Socket", "SocketState", "SocketStatistics", "connect_socket", "open_socket"]
+
+#: The socket's connection state (see ``Socket.state``).
+SocketState = ConnectionState
+#: Counters of a socket (see ``Socket.statistics()``).
+SocketStatistics = CoreStatistics
+
+logger: Final = logging.getLogger("trio_phoenix")
+
+#: Phoenix's own default ``max_frame_size`` (10 MB): larger frames close the connection.
+DEFAULT_MAX_MESSAGE_SIZE: Final = 10_000_000
+
+Params = Mapping[str, Any]
+ParamsSource = Params | Callable[[], Params | Awaitable[Params]] | None
+TokenSource = str | Callable[[], str | Awaitable[str]] | None
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+ReconnectAfter = Callable[[int], float | None]
+
+
+async def _evaluate(source: Any) -> Any:
+    value = source() if callable(source) else source
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+@final
+class Socket:
+    """A Phoenix socket: one WebSocket connection at a time, reconnected as needed.
+
+    Get one from ``open_socket()`` or ``connect_socket()``; do not instantiate it yourself.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        params: ParamsSource = None,
+        auth_token: TokenSource = None,
+        headers: Headers | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        heartbeat_interval: float | None = DEFAULT_HEARTBEAT_INTERVAL,
+        reconnect_after: ReconnectAfter = phoenix_reconnect_after,
+        rejoin_after: Callable[[int], float] = phoenix_rejoin_after,
+        reconnect_on_clean_close: bool = True,
+        serializer: Serializer | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        connect_timeout: float | None = 10.0,
+        close_timeout: float = 5.0,
+    ) -> None:
+        self._core = SocketCore(
+            serializer=serializer,
+            timeout=timeout,
+            heartbeat_interval=heartbeat_interval,
+            reconnect_after=reconnect_after,
+            rejoin_after=rejoin_after,
+            reconnect_on_clean_close=reconnect_on_clean_close,
+        )
+        build_socket_url(url)  # validate now: a bad URL is the caller's error, raised at once
+        self._url = url
+        self._params = params
+        self._auth_token = auth_token
+        items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        self._headers = [(str(name), str(value)) for name, value in items]
+        self._ssl_context = ssl_context
+        self._max_message_size = max_message_size
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._cancel_scope: trio.CancelScope | None = None
+        self._transport: Transport | None = None
+        self._connection_scope: trio.CancelScope | None = None
+        self._abort_reason: tuple[int, str] | None = None
+        self._send_wakeup = trio.Event()
+        self._timer_wakeup = trio.Event()
+        self._timer_deadline = math.inf
+        self._reconnect_due = trio.Event()
+        self._state_changed = trio.Event()
+        self._pings: dict[str, _Waiter] = {}
+        self._lifecycle: list[Subscription[life.LifecycleEvent]] = []
+        self._closing = False
+        self._closed = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<trio_phoenix.Socket {redact_url(self._url)!r} {self.state.value}>"
+
+    # -- public surface ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """``idle``, ``connecting``, ``connected``, ``waiting`` (to reconnect), ``disconnected``
+        (the reconnect policy gave up) or ``closed``."""
+        return self._core.state
+
+    @property
+    def url(self) -> str:
+        """The mount URL given to ``open_socket`` (params are added per connection)."""
+        return self._url
+
+    def channel(
+        self, topic: str, params: Any = None, *, timeout: float | EllipsisType | None = ...
+    ) -> Channel:
+        """Create a channel for ``topic``; join it with ``async with`` or ``await join()``.
+
+        ``timeout`` overrides the socket's default for this channel's join, pushes and leave.
+        """
+        if timeout is ...:
+            core = self._core.channel(topic, params)
+        else:
+            core = self._core.channel(topic, params, timeout=timeout)
+        return Channel(self, core)
+
+    async def wait_connected(self) -> None:
+        """Wait until the socket is connected.
+
+        Raises:
+            SocketClosed: the socket is closed, or the reconnect policy gave up.
+        """
+        while not self._core.connected:
+            if self._core.state in (ConnectionState.CLOSED, ConnectionState.DISCONNECTED):
+                raise SocketClosed(f"the socket is {self._core.state.value}")
+            await self._state_changed.wait()
+        await trio.lowlevel.checkpoint()
+
+    async def ping(self) -> float:
+        """Send a heartbeat now and return the round trip in seconds (waits to be connected).
+
+        Raises:
+            ReplyLost: the connection dropped before the reply.
+            SocketClosed: the socket is closed.
+        """
+        await self.wait_connected()
+        ref = self._core.ping(trio.current_time())
+        waiter = _Waiter()
+        self._pings[ref] = waiter
+        self._pump()
+        try:
+            rtt: float = await waiter.wait()
+            return rtt
+        finally:
+            self._pings.pop(ref, None)
+
+    @asynccontextmanager
+    async def lifecycle(
+        self, *, max_buffer: int = 100, overflow: OverflowPolicy = "raise"
+    ) -> AsyncIterator[Subscription[life.LifecycleEvent]]:
+        """Receive lifecycle events (connected, disconnected, reconnect scheduled, channel
+        errored/joined/ended, ...) in a bounded buffer, like ``Channel.subscribe``."""
+        subscription: Subscription[life.LifecycleEvent] = Subscription(max_buffer, overflow)
+        self._lifecycle.append(subscription)
+        try:
+            yield subscription
+        finally:
+            self._lifecycle.remove(subscription)
+            subscription.close()
+
+    def statistics(self) -> CoreStatistics:
+        """Counters of the socket: frames, pending replies, buffered pushes, drops, ..."""
+        return self._core.statistics()
+
+    async def aclose(self) -> None:
+        """Leave every channel (bounded by ``close_timeout``), close the connection with code
+        1000 and stop the socket's tasks. ``open_socket`` does this when its block ends."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            with trio.move_on_after(self._close_timeout) as scope:
+                scope.shield = True
+                if self._core.connected:
+                    async with trio.open_nursery() as nursery:
+                        for core in self._core.channels():
+                            if core.state is not ChannelState.LEAVING:
+                                nursery.start_soon(core.context.leave)
+            self._core.close()
+            self._pump()
+            self._set_state_changed()
+            transport = self._transport
+            if transport is not None:
+                with trio.move_on_after(self._close_timeout) as scope:
+                    scope.shield = True
+                    await transport.aclose(1000, "")
+        finally:
+            if self._cancel_scope is not None:
+                self._cancel_scope.cancel()
+            self._closed.set()
+
+    # -- the event pump ----------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        core = self._core
+        for event in core.events():
+            if type(event) is MessageReceived:
+                event.channel.context._deliver(event.message)
+            else:
+                self._dispatch(event)
+        if core.has_data_to_send:
+            self._send_wakeup.set()
+        deadline = core.next_deadline()
+        if deadline is not None and deadline < self._timer_deadline:
+            self._timer_wakeup.set()
+
+    def _dispatch(self, event: object) -> None:
+        if type(event) is PushReplied:
+            resolve_push(event.push, "replied", event.status, event.response)
+        elif type(event) is PushTimedOut:
+            resolve_push(event.push, "timeout", None, None)
+        elif type(event) is PushFailed:
+            resolve_push(event.push, event.reason, None, event.detail)
+        elif type(event) is ChannelJoined:
+            event.channel.context._joined(event.response, event.first)
+            logger.debug("joined %r (rejoin=%s)", event.channel.topic, not event.first)
+            self._emit(
+                life.ChannelJoined(
+                    topic=event.channel.topic, response=event.response, rejoin=not event.first
+                )
+            )
+        elif type(event) is JoinFailed:
+            event.channel.context._join_failed(event.status, event.response)
+            logger.info("join of %r refused: %r", event.channel.topic, event.response)
+        elif type(event) is ChannelErrored:
+            event.channel.context._errored()
+            logger.info("channel %r errored: %r", event.channel.topic, event.payload)
+            self._emit(life.ChannelErrored(topic=event.channel.topic, payload=event.payload))
+        elif type(event) is ChannelEnded:
+            event.channel.context._ended(event.reason, event.payload)
+            logger.debug("channel %r closed (%s)", event.channel.topic, event.reason)
+            self._emit(
+                life.ChannelEnded(
+                    topic=event.channel.topic, reason=event.reason, payload=event.payload
+                )
+            )
+        elif type(event) is RejoinScheduled:
+            self._emit(
+                life.RejoinScheduled(
+                    topic=event.channel.topic, delay=event.delay, attempt=event.attempt
+                )
+            )
+        elif type(event) is ReconnectScheduled:
+            logger.info("reconnecting in %.3f s (attempt %d)", event.delay, event.attempt)
+            self._emit(life.ReconnectScheduled(delay=event.delay, attempt=event.attempt))
+        elif type(event) is ReconnectDue:
+            self._reconnect_due.set()
+        elif type(event) is CloseTransport:
+            logger.warning("heartbeat timeout; closing the connection and reconnecting")
+            self._emit(life.HeartbeatTimeout())
+            self._abort_connection(event.code, event.reason)
+        elif type(event) is PingReplied:
+            waiter = self._pings.get(event.ref)
+            if waiter is not None:
+                waiter.set_value(event.rtt)
+        elif type(event) is PingLost:
+            waiter = self._pings.get(event.ref)
+            if waiter is not None:
+                waiter.set_error(ReplyLost("heartbeat", "connection_closed"))
+        elif type(event) is FrameDropped:
+            if event.reason == "malformed":
+                logger.warning("ignored a malformed frame from the server: %s", event.error)
+            else:
+                message = event.message
+                logger.debug(
+                    "dropped a message (%s): topic=%r event=%r",
+                    event.reason,
+                    message.topic if message else None,
+                    message.event if message else None,
+                )
+
+    def _emit(self, event: life.LifecycleEvent) -> None:
+        for subscription in self._lifecycle:
+            subscription.offer(event)
+
+    def _set_state_changed(self) -> None:
+        self._state_changed.set()
+        self._state_changed = trio.Event()
+
+    def _abort_connection(self, code: int, reason: str) -> None:
+        self._abort_reason = (code, reason)
+        if self._connection_scope is not None:
+            self._connection_scope.cancel()
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the socket's tasks until ``aclose()``; report started once connected."""
+        error: BaseException | None = None
+        with trio.CancelScope() as self._cancel_scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._run_timers)
+                    await nursery.start(self._supervise)
+                    task_status.started()
+            except BaseExceptionGroup as group:
+                error = _single_exception(group)
+                if error is None:
+                    raise
+            finally:
+                self._core.close()
+                self._pump()
+                self._set_state_changed()
+        if error is not None:
+            raise error
+
+    async def _run_timers(self) -> None:
+        core = self._core
+        while True:
+            deadline = core.next_deadline()
+            self._timer_deadline = math.inf if deadline is None else deadline
+            self._timer_wakeup = trio.Event()
+            with trio.move_on_at(self._timer_deadline):
+                await self._timer_wakeup.wait()
+            self._timer_deadline = -math.inf  # wakeups while we run are not needed
+            core.handle_timers(trio.current_time())
+            self._pump()
+
+    async def _connect_args(self) -> tuple[str, list[str]]:
+        params = await _evaluate(self._params)
+        url = build_socket_url(self._url, params, self._core.serializer.vsn)
+        token = await _evaluate(self._auth_token)
+        return url, auth_token_subprotocols(token) if token else []
+
+    async def _supervise(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        core = self._core
+        started = False
+        while True:
+            core.connection_started(trio.current_time())
+            self._set_state_changed()
+            async with trio.open_nursery() as connection_nursery:
+                transport = await self._open(connection_nursery, first=not started)
+                if transport is not None:
+                    core.connection_opened(trio.current_time())
+                    self._pump()
+                    self._set_state_changed()
+                    logger.info("connected to %s", redact_url(self._url))
+                    self._emit(life.Connected(connects=core.statistics().connects))
+                    if not started:
+                        started = True
+                        task_status.started()
+                    code, reason = await self._run_connection(transport)
+                    self._reconnect_due = trio.Event()
+                    core.connection_lost(trio.current_time(), code)
+                    self._pump()
+                    self._set_state_changed()
+                    logger.info("disconnected (code %s, %r)", code, reason)
+                    self._emit(life.Disconnected(code=code, reason=reason))
+                connection_nursery.cancel_scope.cancel()
+            if core.state is ConnectionState.DISCONNECTED:
+                logger.warning("the reconnect policy gave up; the socket is closed")
+                core.close()
+                self._pump()
+                self._set_state_changed()
+            if core.state is ConnectionState.CLOSED:
+                return
+            await self._reconnect_due.wait()
+
+    async def _open(self, nursery: trio.Nursery, *, first: bool) -> Transport | None:
+        """Open a transport, or report the failure to the core and return ``None``."""
+        try:
+            url, subprotocols = await self._connect_args()
+            with trio.fail_after(
+                math.inf if self._connect_timeout is None else self._connect_timeout
+            ):
+                return await open_transport(
+                    nursery,
+                    url,
+                    subprotocols=subprotocols,
+                    headers=self._headers,
+                    ssl_context=self._ssl_context,
+                    max_message_size=self._max_message_size,
+                )
+        except (ConnectError, trio.TooSlowError) as exc:
+            error = (
+                exc
+                if isinstance(exc, ConnectError)
+                else ConnectError(f"connecting to {redact_url(self._url)} timed out")
+            )
+            if first and error.status is not None:
+                raise error from None
+            logger.warning("%s", error)
+            self._reconnect_due = trio.Event()
+            self._core.connection_failed(trio.current_time())
+            self._emit(life.ConnectFailed(error=error))
+            self._pump()
+            self._set_state_changed()
+            return None
+
+    async def _run_connection(self, transport: Transport) -> tuple[int | None, str | None]:
+        """Run the reader and writer of one connection until it ends; return the close code."""
+        self._transport = transport
+        self._abort_reason = None
+        try:
+            with trio.CancelScope() as self._connection_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write, transport)
+                    try:
+                        await self._read(transport)
+                    except TransportClosed as closed:
+                        return closed.code, closed.reason
+                    finally:
+                        nursery.cancel_scope.cancel()
+            # Aborted by the core (heartbeat timeout): close without waiting on a dead peer.
+            code, reason = self._aborted_with()
+            with trio.move_on_after(1.0):
+                await transport.aclose(code, reason)
+            return code, reason
+        finally:
+            self._connection_scope = None
+            self._transport = None
+
+    def _aborted_with(self) -> tuple[int, str]:
+        return self._abort_reason or (1000, "")
+
+    async def _read(self, transport: Transport) -> None:
+        core = self._core
+        receive = transport.receive
+        while True:
+            frame = await receive()
+            core.receive(frame, trio.current_time())
+            self._pump()
+
+    async def _write(self, transport: Transport) -> None:
+        core = self._core
+        try:
+            while True:
+                frames = core.data_to_send()
+                if not frames:
+                    self._send_wakeup = trio.Event()
+                    await self._send_wakeup.wait()
+                    continue
+                for frame in frames:
+                    await transport.send(frame)
+        except TransportClosed:
+            return
+
+
+async def connect_socket(
+    nursery: trio.Nursery, url: str, *, wait_connected: bool = True, **options: Any
+) -> Socket:
+    """Start a socket whose tasks run in ``nursery``; close it with ``await socket.aclose()``.
+
+    Takes the same options as ``open_socket``.
+    """
+    socket = Socket(url, **options)
+    if wait_connected:
+        await nursery.start(socket._run)
+    else:
+        nursery.start_soon(socket._run)
+        await trio.lowlevel.checkpoint()
+    return socket
+
+
+@asynccontextmanager
+async def open_socket(
+    url: str, *, wait_connected: bool = True, **options: Any
+) -> AsyncIterator[Socket]:
+    """Open a Phoenix socket for the block; leave its channels and close it at the end.
+
+    ``url`` is the socket's mount point, e.g. ``"ws://localhost:4000/socket"``: ``/websocket``
+    and ``vsn=2.0.0`` are added as phoenix.js adds them. By default the block starts once the
+    first connection is open: a refused or unreachable server is retried with the reconnect
+    backoff (bound the wait with ``trio.fail_after``), while a rejected upgrade (HTTP 403, ...)
+    raises ``ConnectError`` at once. With ``wait_connected=False`` the block starts at once and
+    joins and pushes wait for the connection.
+
+    Options (all keyword-only): ``params`` (dict, or sync/async callable evaluated on every
+    connect), ``auth_token`` (str or callable; sent as Phoenix's ``Sec-WebSocket-Protocol``
+    bearer entry), ``headers``, ``ssl_context``, ``timeout`` (default 10 s for joins, pushes
+    and leaves; ``None``: only your cancel scopes), ``heartbeat_interval`` (30 s; ``None`` to
+    disable), ``reconnect_after(attempt)`` and ``rejoin_after(attempt)`` (phoenix.js schedules;
+    see ``trio_phoenix.jittered``), ``reconnect_on_clean_close`` (True), ``serializer``,
+    ``max_message_size`` (10 MB), ``connect_timeout`` (10 s), ``close_timeout`` (5 s).
+
+    Raises:
+        ConnectError: the first connection attempt was rejected by the server.
+        InvalidURL: the URL cannot be used.
+    """
+    error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            socket = await connect_socket(nursery, url, wait_connected=wait_connected, **options)
+            try:
+                yield socket
+            finally:
+                await socket.aclose()
+    except BaseExceptionGroup as group:
+        error = _single_exception(group)
+        if error is None:
+            raise
+    if error is not None:
+        raise error
+
+
+def _single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception that matters in ``group``: the only non-Cancelled one, else a
+    Cancelled (which the cancelling scope catches), else ``None`` (a real group)."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    errors = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)]
+    if len(errors) == 1:
+        return errors[0]
+    if not errors and leaves:
+        return leaves[0]
+    return None
