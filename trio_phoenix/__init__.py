@@ -42,6 +42,7 @@ from ._lifecycle import (
     ReconnectScheduled as ReconnectScheduled,
     RejoinScheduled as RejoinScheduled,
 )
+from ._presence import Presence as Presence
 from ._socket import (
     DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
     Socket as Socket,
@@ -58,6 +59,10 @@ from ._subscription import (
 from .proto import (
     ChannelState as ChannelState,
     Message as Message,
+    PresenceChange as PresenceChange,
+    PresenceJoin as PresenceJoin,
+    PresenceLeave as PresenceLeave,
+    PresenceSynced as PresenceSynced,
     Serializer as Serializer,
     V1JSONSerializer as V1JSONSerializer,
     V2JSONSerializer as V2JSONSerializer,

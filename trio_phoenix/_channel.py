@@ -26,6 +26,7 @@ from ._exceptions import (
     ReplyLost,
     SocketClosed,
 )
+from ._presence import Presence
 from ._subscription import OverflowPolicy, Subscription
 from .proto import ChannelCore, ChannelState, Message, Push
 
@@ -104,6 +105,9 @@ class Channel:
         self._join_response: Any = None
         self._messages_received = 0
         self._closed_dropped = 0
+        self._presences: dict[tuple[str, str], Presence] = {}
+        self._listeners: dict[str, Presence] = {}
+        self.presence()  # the default view exists from the start, so no state is missed
 
     def __repr__(self) -> str:
         return f"<trio_phoenix.Channel {self.topic!r} {self.state.value}>"
@@ -279,6 +283,24 @@ class Channel:
             self._closed_dropped += subscription.statistics().dropped
             subscription.close()
 
+    def presence(
+        self, *, state_event: str = "presence_state", diff_event: str = "presence_diff"
+    ) -> Presence:
+        """The channel's live presence view (phoenix.js ``new Presence(channel)``).
+
+        The default view (events ``presence_state`` / ``presence_diff``) tracks the channel from
+        its creation. For custom event names, call this before joining so that the first
+        state is not missed; later calls with the same names return the same view.
+        """
+        key = (state_event, diff_event)
+        view = self._presences.get(key)
+        if view is None:
+            view = Presence(self, state_event, diff_event)
+            self._presences[key] = view
+            self._listeners[state_event] = view
+            self._listeners[diff_event] = view
+        return view
+
     def statistics(self) -> ChannelStatistics:
         core = self._core
         return ChannelStatistics(
@@ -298,6 +320,9 @@ class Channel:
     def _deliver(self, message: Message) -> None:
         self._messages_received += 1
         event = message.event
+        listener = self._listeners.get(event)
+        if listener is not None:
+            listener._handle(message)
         for events, subscription in self._subscriptions:
             if events is None or event in events:
                 subscription.offer(message)
@@ -334,6 +359,8 @@ class Channel:
         )
         for _, subscription in self._subscriptions:
             subscription.end(error)
+        for view in self._presences.values():
+            view._ended()
         self._closed_waiter.set_value(None)
 
 

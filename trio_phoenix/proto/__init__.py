@@ -68,6 +68,21 @@ from ._message import (
     RESERVED_EVENTS as RESERVED_EVENTS,
     Message as Message,
 )
+from ._presence import (
+    OnJoin as OnJoin,
+    OnLeave as OnLeave,
+    PresenceChange as PresenceChange,
+    PresenceEntry as PresenceEntry,
+    PresenceJoin as PresenceJoin,
+    PresenceLeave as PresenceLeave,
+    PresenceState as PresenceState,
+    PresenceSync as PresenceSync,
+    PresenceSynced as PresenceSynced,
+    js_keys as js_keys,
+    list_presences as list_presences,
+    sync_diff as sync_diff,
+    sync_state as sync_state,
+)
 from ._serializer import (
     V1_VSN as V1_VSN,
     V2_VSN as V2_VSN,

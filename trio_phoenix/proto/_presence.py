@@ -8,9 +8,9 @@ phoenix.js 1.8 (``assets/js/phoenix/presence.js``): in a diff, joins are applied
 a joined key's metas become ``[existing metas not re-sent..., joined metas...]``; callbacks get
 ``(key, current, new_or_left_presence)`` in the same order, with ``None`` where phoenix.js passes
 ``undefined``. ``phx_ref_prev`` is an ordinary meta field: phoenix.js never reads it, neither do
-we. A key whose presence arrives with an empty ``metas`` list is kept, as in phoenix.js (keys are
-only deleted by a leave). ``tests/test_presence_differential.py`` runs random sequences through
-this module and the real phoenix.js and requires identical results.
+we. A key that *joins* with an empty ``metas`` list is kept, as in phoenix.js: keys are only
+deleted by a leave that empties them. ``tests/test_presence_differential.py`` runs random
+sequences through this module and the real phoenix.js and requires identical results.
 
 Rule 2 - JavaScript key order. phoenix.js walks presence keys with
 ``Object.getOwnPropertyNames``, so its order is JavaScript's own-property order: keys that are

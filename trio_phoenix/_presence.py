@@ -1,0 +1,119 @@
+"""Presence: a live, phoenix.js-exact view of who is on a channel, plus a change stream.
+
+The sync rules are ``trio_phoenix.proto.PresenceSync``'s; this module feeds it the channel's
+``presence_state`` / ``presence_diff`` messages as the reader receives them (synchronously, so
+the view is current even when nobody consumes the change stream) and fans the resulting
+join / leave / sync changes out to bounded subscriptions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, final, overload
+
+import trio
+
+from ._subscription import OverflowPolicy, Subscription
+from .proto import Message, RemoteProtocolError
+from .proto._presence import (
+    PresenceChange,
+    PresenceEntry,
+    PresenceState,
+    PresenceSync,
+    PresenceSynced,
+)
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+
+__all__ = ["Presence"]
+
+logger = logging.getLogger("trio_phoenix")
+_T = TypeVar("_T")
+
+
+@final
+class Presence:
+    """Who is present on a channel, kept in sync with the server's presence events.
+
+    Get it from ``channel.presence()``. ``state`` and ``list()`` are always current;
+    ``wait_synced()`` waits for the first ``presence_state`` of the current join;
+    ``changes()`` streams typed ``PresenceJoin`` / ``PresenceLeave`` / ``PresenceSynced``
+    values in phoenix.js's callback order. After a rejoin, diffs are held until the new
+    ``presence_state`` arrives, exactly as phoenix.js does.
+    """
+
+    def __init__(self, channel: Channel, state_event: str, diff_event: str) -> None:
+        self._channel = channel
+        self.state_event = state_event
+        self.diff_event = diff_event
+        self._sync = PresenceSync()
+        self._subscriptions: list[Subscription[PresenceChange]] = []
+        self._synced = trio.Event()
+        self.malformed = 0
+
+    def __repr__(self) -> str:
+        return f"<trio_phoenix.Presence {self._channel.topic!r} {len(self._sync.list())} keys>"
+
+    @property
+    def state(self) -> PresenceState:
+        """A copy of the current state: ``{key: {"metas": [...], ...}}`` in phoenix.js order."""
+        return self._sync.state
+
+    @property
+    def synced(self) -> bool:
+        """Whether the view has the current join's ``presence_state``."""
+        return not self._sync.in_pending_sync_state(self._channel.join_ref)
+
+    @overload
+    def list(self, chooser: None = None) -> list[PresenceEntry]: ...
+    @overload
+    def list(self, chooser: Callable[[str, PresenceEntry], _T]) -> list[_T]: ...
+    def list(self, chooser: Callable[[str, PresenceEntry], Any] | None = None) -> list[Any]:
+        """The presences in phoenix.js key order, or ``chooser(key, presence)`` for each."""
+        return self._sync.list(chooser)
+
+    async def wait_synced(self) -> None:
+        """Wait until the view holds the ``presence_state`` of the channel's current join."""
+        while not self.synced:
+            await self._synced.wait()
+        await trio.lowlevel.checkpoint()
+
+    @asynccontextmanager
+    async def changes(
+        self, *, max_buffer: int = 1000, overflow: OverflowPolicy = "raise"
+    ) -> AsyncIterator[Subscription[PresenceChange]]:
+        """Stream the changes (joins, leaves, then a ``PresenceSynced`` per applied event)."""
+        subscription: Subscription[PresenceChange] = Subscription(max_buffer, overflow)
+        self._subscriptions.append(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.remove(subscription)
+            subscription.close()
+
+    # -- fed by the channel ------------------------------------------------------------------
+
+    def _handle(self, message: Message) -> None:
+        join_ref = self._channel.join_ref
+        try:
+            if message.event == self.state_event:
+                changes = self._sync.handle_state(message.payload, join_ref)
+            else:
+                changes = self._sync.handle_diff(message.payload, join_ref)
+        except RemoteProtocolError as exc:
+            self.malformed += 1
+            logger.warning("ignored a malformed %s on %r: %s", message.event, message.topic, exc)
+            return
+        if changes and isinstance(changes[-1], PresenceSynced):
+            self._synced.set()
+            self._synced = trio.Event()
+        for change in changes:
+            for subscription in self._subscriptions:
+                subscription.offer(change)
+
+    def _ended(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.end()
