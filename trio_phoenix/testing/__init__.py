@@ -1,0 +1,50 @@
+"""trio_phoenix.testing: a faithful in-process Phoenix endpoint, fault injection, pytest fixtures.
+
+`TestServer` speaks the Phoenix Channels protocol the way Phoenix 1.8.12 does (handshake and
+``vsn`` negotiation, the routing table of ``Phoenix.Socket``, channel crashes and closes,
+heartbeats, close codes, presence), with channels written as Python classes shaped like Phoenix
+channel modules. Start one with ``async with open_test_server(channels) as server`` or
+``await nursery.start(serve_test_server)``, point a client at ``server.url``, and break things
+on purpose through ``server.connections`` or a `FaultProxy`.
+
+The pytest plugin (registered automatically) provides the ``phoenix_server`` and
+``phoenix_server_factory`` fixtures; see ``trio_phoenix.testing._pytest_plugin``.
+"""
+
+from ._channel import ChannelSocket as ChannelSocket, SocketRef as SocketRef
+from ._connection import ServerConnection as ServerConnection
+from ._demo import (
+    EchoChannel as EchoChannel,
+    RoomChannel as RoomChannel,
+    demo_channels as demo_channels,
+)
+from ._handlers import (
+    ChannelFactory as ChannelFactory,
+    ChannelHandler as ChannelHandler,
+    HandleInResult as HandleInResult,
+    Reply as Reply,
+    Router as Router,
+    Stop as Stop,
+)
+from ._handshake import (
+    Accept as Accept,
+    ConnectHook as ConnectHook,
+    ConnectInfo as ConnectInfo,
+    ConnectResult as ConnectResult,
+    OriginCheck as OriginCheck,
+    Reject as Reject,
+)
+from ._presence import Presence as Presence, new_phx_ref as new_phx_ref
+from ._proxy import (
+    FaultProxy as FaultProxy,
+    ProxyConnection as ProxyConnection,
+    ProxyStatistics as ProxyStatistics,
+    open_fault_proxy as open_fault_proxy,
+)
+from ._server import (
+    ServerStatistics as ServerStatistics,
+    TestServer as TestServer,
+    TestServerOptions as TestServerOptions,
+    open_test_server as open_test_server,
+    serve_test_server as serve_test_server,
+)

@@ -1,0 +1,54 @@
+"""Unwrapping ExceptionGroups at the edge of our context managers.
+
+Trio's nurseries wrap every exception in an ExceptionGroup. Our ``open_*`` context managers
+own a nursery only to host background tasks, so a user who raises inside the block should get
+that very exception back, as from trio-websocket's ``open_websocket``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NoReturn
+
+import trio
+
+__all__ = ["raise_preferred"]
+
+
+def raise_preferred(
+    group: BaseExceptionGroup[BaseException], user_error: BaseException | None
+) -> NoReturn:
+    """Re-raise the user's exception (or the only real one) instead of ``group``."""
+    leaves = list(_leaves(group))
+    real = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)]
+    if user_error is not None and (not real or real == [user_error]):
+        _reraise(user_error)
+    if len(real) == 1:
+        _reraise(real[0])
+    if not real:
+        _reraise(leaves[0])
+    if user_error is not None and any(exc is user_error for exc in real):
+        internal = [exc for exc in real if exc is not user_error]
+        user_error.__context__ = BaseExceptionGroup(
+            "internal errors of trio_phoenix.testing", internal
+        )
+        _reraise(user_error)
+    raise group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def _reraise(exc: BaseException) -> NoReturn:
+    # Raise without chaining the ExceptionGroup as __context__ (as trio-websocket does).
+    context = exc.__context__
+    try:
+        raise exc
+    finally:
+        exc.__context__ = context
+        del exc, context
