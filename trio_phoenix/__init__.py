@@ -6,56 +6,6 @@ protocol itself lives in the sans-IO ``trio_phoenix.proto``; ``trio_phoenix.test
 in-process Phoenix-protocol server and pytest fixtures.
 """
 
-from ._channel import (
-    DEFAULT_MAX_BUFFER as DEFAULT_MAX_BUFFER,
-    Channel as Channel,
-    ChannelStatistics as ChannelStatistics,
-)
-from ._exceptions import (
-    ChannelClosed as ChannelClosed,
-    ConnectError as ConnectError,
-    EncodeError as EncodeError,
-    InvalidTransition as InvalidTransition,
-    InvalidURL as InvalidURL,
-    JoinError as JoinError,
-    JoinTimeout as JoinTimeout,
-    LocalProtocolError as LocalProtocolError,
-    PhoenixError as PhoenixError,
-    PhoenixTimeout as PhoenixTimeout,
-    ProtocolError as ProtocolError,
-    PushError as PushError,
-    PushTimeout as PushTimeout,
-    RemoteProtocolError as RemoteProtocolError,
-    ReplyLost as ReplyLost,
-    SocketClosed as SocketClosed,
-    SubscriptionOverflow as SubscriptionOverflow,
-)
-from ._lifecycle import (
-    ChannelEnded as ChannelEnded,
-    ChannelErrored as ChannelErrored,
-    ChannelJoined as ChannelJoined,
-    Connected as Connected,
-    ConnectFailed as ConnectFailed,
-    Disconnected as Disconnected,
-    HeartbeatTimeout as HeartbeatTimeout,
-    LifecycleEvent as LifecycleEvent,
-    ReconnectScheduled as ReconnectScheduled,
-    RejoinScheduled as RejoinScheduled,
-)
-from ._presence import Presence as Presence
-from ._socket import (
-    DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
-    Socket as Socket,
-    SocketState as SocketState,
-    SocketStatistics as SocketStatistics,
-    connect_socket as connect_socket,
-    open_socket as open_socket,
-)
-from ._subscription import (
-    OverflowPolicy as OverflowPolicy,
-    Subscription as Subscription,
-    SubscriptionStatistics as SubscriptionStatistics,
-)
 from .proto import (
     ChannelState as ChannelState,
     Message as Message,
@@ -70,5 +20,61 @@ from .proto import (
     phoenix_reconnect_after as phoenix_reconnect_after,
     phoenix_rejoin_after as phoenix_rejoin_after,
 )
+
+try:
+    import trio as _trio  # noqa: F401
+except ImportError:  # pragma: no cover -- Trio-free use of trio_phoenix.proto only
+    pass
+else:
+    from ._channel import (
+        DEFAULT_MAX_BUFFER as DEFAULT_MAX_BUFFER,
+        Channel as Channel,
+        ChannelStatistics as ChannelStatistics,
+    )
+    from ._exceptions import (
+        ChannelClosed as ChannelClosed,
+        ConnectError as ConnectError,
+        EncodeError as EncodeError,
+        InvalidTransition as InvalidTransition,
+        InvalidURL as InvalidURL,
+        JoinError as JoinError,
+        JoinTimeout as JoinTimeout,
+        LocalProtocolError as LocalProtocolError,
+        PhoenixError as PhoenixError,
+        PhoenixTimeout as PhoenixTimeout,
+        ProtocolError as ProtocolError,
+        PushError as PushError,
+        PushTimeout as PushTimeout,
+        RemoteProtocolError as RemoteProtocolError,
+        ReplyLost as ReplyLost,
+        SocketClosed as SocketClosed,
+        SubscriptionOverflow as SubscriptionOverflow,
+    )
+    from ._lifecycle import (
+        ChannelEnded as ChannelEnded,
+        ChannelErrored as ChannelErrored,
+        ChannelJoined as ChannelJoined,
+        Connected as Connected,
+        ConnectFailed as ConnectFailed,
+        Disconnected as Disconnected,
+        HeartbeatTimeout as HeartbeatTimeout,
+        LifecycleEvent as LifecycleEvent,
+        ReconnectScheduled as ReconnectScheduled,
+        RejoinScheduled as RejoinScheduled,
+    )
+    from ._presence import Presence as Presence
+    from ._socket import (
+        DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
+        Socket as Socket,
+        SocketState as SocketState,
+        SocketStatistics as SocketStatistics,
+        connect_socket as connect_socket,
+        open_socket as open_socket,
+    )
+    from ._subscription import (
+        OverflowPolicy as OverflowPolicy,
+        Subscription as Subscription,
+        SubscriptionStatistics as SubscriptionStatistics,
+    )
 
 __version__ = "0.1.0.dev0"

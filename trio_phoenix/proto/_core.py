@@ -376,11 +376,14 @@ class SocketCore:
         for channel in list(self._channels.values()):
             channel.rejoin_backoff.reset()
             self._timers.cancel(channel.rejoin_timer)
+            # A lost connection errored every joining or joined channel and ended every
+            # leaving one, so each channel here is errored or still waiting for its first join.
             if channel.state is ChannelState.ERRORED:
                 channel.state = next_state(channel.state, ChannelEvent.REJOIN)
-                self._send_join(channel, now)
-            elif channel.state is ChannelState.JOINING and channel.join_ref is None:
-                self._send_join(channel, now)
+            else:
+                assert channel.state is ChannelState.JOINING
+                assert channel.join_ref is None
+            self._send_join(channel, now)
 
     def connection_failed(self, now: float) -> None:
         """Opening the transport failed (refused, rejected, timed out): schedule a retry."""
@@ -526,16 +529,16 @@ class SocketCore:
         if self._state is ConnectionState.CLOSED:
             raise SocketClosed("the socket is closed")
         other = self._channels.get(topic)
-        if other is not None:
-            if other.state is not ChannelState.LEAVING:
-                raise LocalProtocolError(
-                    f"topic {topic!r} already has a {other.state.value} channel on this socket; "
-                    "leave it before joining the topic again"
-                )
-            self._end_channel(other, ChannelEvent.LEAVE_DONE, "left")
+        if other is not None and other.state is not ChannelState.LEAVING:
+            raise LocalProtocolError(
+                f"topic {topic!r} already has a {other.state.value} channel on this socket; "
+                "leave it before joining the topic again"
+            )
         self.serializer.encode(
             Message(join_ref="0", ref="0", topic=topic, event=PHX_JOIN, payload=channel.params)
         )
+        if other is not None:  # still leaving: stop waiting for its leave reply
+            self._end_channel(other, ChannelEvent.LEAVE_DONE, "left")
         channel.state = next_state(channel.state, ChannelEvent.JOIN)
         channel.join_called = True
         self._channels[topic] = channel
@@ -557,12 +560,12 @@ class SocketCore:
             return channel.leave_push
         self._timers.cancel(channel.rejoin_timer)
         join_push = channel.join_push
-        if join_push is not None:
-            # A join still in flight is abandoned (its reply will be ignored), but its join ref
-            # stays: the server may have processed it, and the leave must name it.
-            self._timers.cancel(join_push.timer)
-            if join_push.ref is not None:
-                channel.pending.pop(join_push.ref, None)
+        assert join_push is not None  # a channel that is not closed was joined
+        # A join still in flight is abandoned (its reply will be ignored), but its join ref
+        # stays: the server may have processed it, and the leave must name it.
+        self._timers.cancel(join_push.timer)
+        if join_push.ref is not None:
+            channel.pending.pop(join_push.ref, None)
         channel.state = next_state(state, ChannelEvent.LEAVE)
         if self._state is not ConnectionState.CONNECTED or channel.join_ref is None:
             self._end_channel(channel, ChannelEvent.LEAVE_DONE, "left")
@@ -609,10 +612,10 @@ class SocketCore:
                 f"tried to push {event!r} to {topic!r} before joining; "
                 "join the channel first (await channel.join() or async with channel)"
             )
-        if channel.state is ChannelState.CLOSED or channel.state is ChannelState.LEAVING:
-            raise ChannelClosed(topic, channel.close_reason or "left")
         if self._state is ConnectionState.CLOSED:
             raise SocketClosed("the socket is closed")
+        if channel.state is ChannelState.CLOSED or channel.state is ChannelState.LEAVING:
+            raise ChannelClosed(topic, channel.close_reason or "left")
         if not isinstance(event, str):
             raise LocalProtocolError(f"event must be a string, got {type(event).__name__}")
         if event in RESERVED_EVENTS:
@@ -902,8 +905,10 @@ class SocketCore:
     ) -> None:
         channel.state = next_state(channel.state, event)
         channel.close_reason = reason
-        if self._channels.get(channel.topic) is channel:
-            del self._channels[channel.topic]
+        # next_state() let only a live channel through, and a live channel is the one
+        # registered for its topic.
+        removed = self._channels.pop(channel.topic)
+        assert removed is channel
         self._timers.cancel(channel.rejoin_timer)
         for push in (channel.join_push, channel.leave_push):
             if push is not None:

@@ -66,8 +66,10 @@ class PushFailed:
 
     ``reason`` is ``"channel_closed"`` (the channel was left or closed: the push was not sent,
     or its reply was dropped with the channel), ``"reply_lost"`` (the connection dropped or the
-    server channel crashed after the push was sent: it may or may not have been processed) or
-    ``"socket_closed"`` (the socket was closed by the application).
+    server channel crashed after the push was sent: it may or may not have been processed),
+    ``"socket_closed"`` (the socket was closed by the application) or ``"encode_error"`` (a
+    buffered payload was changed after ``push`` accepted it and no longer encodes; ``detail``
+    is the ``EncodeError``; it was not sent).
     """
 
     push: Push
@@ -166,7 +168,8 @@ class FrameDropped:
 
     Reasons: ``"malformed"`` (undecodable; ``error`` says why), ``"stale_join_ref"``,
     ``"unknown_ref"`` (a reply nobody waits for), ``"unknown_topic"``,
-    ``"bad_reply"`` (a reply without a string status).
+    ``"bad_reply"`` (a reply without a string status), ``"already_errored"`` (a ``phx_error``
+    for a channel that is already errored).
     """
 
     reason: str

@@ -15,6 +15,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from typing import Any, Final, Literal, Protocol
@@ -46,7 +47,14 @@ _MAX_FIELD: Final = 255
 
 _json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _encode_json = _json_encoder.encode
-_decode_json = json.loads
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# NaN and Infinity are not JSON: Phoenix's Jason and JSON.parse reject them, and so do we.
+_decode_json = functools.partial(json.loads, parse_constant=_reject_constant)
 
 
 class Serializer(Protocol):
@@ -133,7 +141,7 @@ class V2JSONSerializer:
         payload = message.payload
         if self.role == "server" and message.event == PHX_REPLY:
             if isinstance(payload, dict) and isinstance(
-                payload.get("response"), bytes | bytearray
+                payload.get("response"), bytes | bytearray | memoryview
             ):
                 return self._encode_server_binary_reply(message)
         elif isinstance(payload, bytes | bytearray | memoryview):
@@ -217,13 +225,8 @@ class V2JSONSerializer:
             if kind != _KIND_PUSH:
                 raise RemoteProtocolError(f"a client binary frame must be a push (0), got {kind}")
             (join_ref, ref, topic, event), payload = _split(frame, 4)
-            return Message(
-                join_ref=join_ref or None,
-                ref=ref or None,
-                topic=topic,
-                event=event,
-                payload=payload,
-            )
+            # Phoenix keeps empty refs as "" (so an empty join_ref counts as a stale one).
+            return Message(join_ref=join_ref, ref=ref, topic=topic, event=event, payload=payload)
         if kind == _KIND_PUSH:
             (join_ref, topic, event), payload = _split(frame, 3)
             # phoenix.js keeps the join_ref of a push as sent, even "" (then it matches any).
@@ -294,7 +297,9 @@ class V1JSONSerializer:
 def _contains_bytes(payload: Any) -> bool:
     if isinstance(payload, bytes | bytearray | memoryview):
         return True
-    return isinstance(payload, dict) and isinstance(payload.get("response"), bytes | bytearray)
+    return isinstance(payload, dict) and isinstance(
+        payload.get("response"), bytes | bytearray | memoryview
+    )
 
 
 def _status_text(status: object) -> str:

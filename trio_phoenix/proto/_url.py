@@ -5,8 +5,10 @@ a query string of the user's params followed by ``vsn``. Params are encoded by p
 ``Ajax.serialize``: ``encodeURIComponent(key)=encodeURIComponent(value)`` joined by ``&``,
 nested objects as ``parent[child]`` and arrays as ``list[0]`` (the bracketed key itself
 percent-encoded). We reproduce that byte for byte, including its quirks (a ``None`` or an empty
-nested mapping contributes an empty segment, as JavaScript's ``null`` does), so that a server sees
-the same request from trio_phoenix as from a browser.
+nested mapping contributes an empty segment, as JavaScript's ``null`` does; array-index keys such
+as ``"2"`` come first, in ascending order, as JavaScript enumerates them; floats are written as
+JavaScript writes numbers), so that a server sees the same request from trio_phoenix as from a
+browser.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ AUTH_TOKEN_PREFIX: Final = "base64url.bearer.phx."
 # encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) alone; quote() always keeps _.-~.
 _URI_COMPONENT_SAFE: Final = "!*'()"
 _SCHEMES: Final = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+# Array indices are the integers below 2**32 - 1; JavaScript enumerates them first.
+_MAX_ARRAY_LENGTH: Final = 2**32 - 1
 
 
 def build_socket_url(
@@ -77,10 +81,13 @@ def _append_params(url: str, params: Mapping[str, Any]) -> str:
 
 def encode_params(params: Mapping[str, Any] | Sequence[Any], parent: str | None = None) -> str:
     """Encode params as phoenix.js's ``Ajax.serialize`` does."""
-    items = params.items() if isinstance(params, Mapping) else enumerate(params)
+    if isinstance(params, Mapping):
+        items = _for_in_order([(_js_string(key), value) for key, value in params.items()])
+    else:
+        items = [(str(index), value) for index, value in enumerate(params)]
     parts = []
     for key, value in items:
-        name = f"{parent}[{_js_string(key)}]" if parent is not None else _js_string(key)
+        name = f"{parent}[{key}]" if parent else key  # JS: an empty parent key is falsy
         if value is None:
             parts.append("")  # JavaScript: typeof null === "object", which has no keys
         elif isinstance(value, Mapping) or (
@@ -90,6 +97,22 @@ def encode_params(params: Mapping[str, Any] | Sequence[Any], parent: str | None 
         else:
             parts.append(f"{_uri_component(name)}={_uri_component(_js_string(value))}")
     return "&".join(parts)
+
+
+def _for_in_order(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """JavaScript's ``for...in`` order: array-index keys ascending, then the rest as inserted."""
+    indices = [item for item in items if _is_array_index(item[0])]
+    others = [item for item in items if not _is_array_index(item[0])]
+    return sorted(indices, key=lambda item: int(item[0])) + others
+
+
+def _is_array_index(key: str) -> bool:
+    return (
+        key.isascii()
+        and key.isdigit()
+        and (key == "0" or key[0] != "0")
+        and int(key) < _MAX_ARRAY_LENGTH
+    )
 
 
 def _uri_component(text: str) -> str:
@@ -103,16 +126,42 @@ def _js_string(value: Any) -> str:
     if value is False:
         return "false"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
+        return _js_number(value)
     if isinstance(value, bytes | bytearray):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def _js_number(value: float) -> str:
+    """ECMAScript ``Number::toString(value)``: shortest round-trip digits, JS layout."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    # repr() gives the shortest digits that round-trip, as JavaScript does; only the layout
+    # differs (JS: "1e-7", "0.00001", "123456789012345680000"; Python: "1e-07", "1e-05", ...).
+    mantissa, _, exponent = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    significant = digits.lstrip("0")
+    # ``point``: where the decimal point falls relative to the first significant digit.
+    point = len(whole) + int(exponent or "0") - (len(digits) - len(significant))
+    significant = significant.rstrip("0")
+    k = len(significant)
+    if k <= point <= 21:
+        text = significant + "0" * (point - k)
+    elif 0 < point <= 21:
+        text = significant[:point] + "." + significant[point:]
+    elif -6 < point <= 0:
+        text = "0." + "0" * -point + significant
+    else:
+        e = point - 1
+        text = significant[0] + ("." + significant[1:] if k > 1 else "")
+        text += ("e+" if e >= 0 else "e-") + str(abs(e))
+    return sign + text
 
 
 def auth_token_subprotocols(token: str) -> list[str]:
