@@ -471,6 +471,8 @@ class Socket:
         finally:
             self._connection_scope = None
             self._transport = None
+            with trio.CancelScope(shield=True):
+                await transport.abort()
 
     def _aborted_with(self) -> tuple[int, str]:
         return self._abort_reason or (1000, "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -33,6 +34,7 @@ class Transport:
     """One open WebSocket connection."""
 
     _ws: trio_websocket.WebSocketConnection
+    _stream: trio.abc.Stream
     subprotocol: str | None
 
     async def send(self, frame: Frame) -> None:
@@ -49,6 +51,10 @@ class Transport:
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         await self._ws.aclose(code, reason)
+
+    async def abort(self) -> None:
+        """Close the underlying stream at once (trio-websocket leaves it open in some paths)."""
+        await trio.aclose_forcefully(self._stream)
 
     @property
     def closed(self) -> TransportClosed | None:
@@ -84,27 +90,46 @@ async def open_transport(
     """
     extra_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
     where = redact_url(url)
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+    host_header = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        host_header = f"{host_header}:{port}"
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    stream: trio.abc.Stream | None = None
     try:
-        ws = await trio_websocket.connect_websocket_url(
+        # We own the TCP (and TLS) stream so that it is closed on every failure path.
+        stream = await trio.open_tcp_stream(host, port)
+        if secure:
+            context = ssl_context if ssl_context is not None else ssl.create_default_context()
+            stream = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
+        ws = await trio_websocket.wrap_client_stream(
             nursery,
-            url,
-            ssl_context,
+            stream,
+            host_header,
+            resource,
             subprotocols=list(subprotocols) or None,
             extra_headers=extra_headers or None,
             message_queue_size=message_queue_size,
             max_message_size=max_message_size,
             receive_buffer_size=receive_buffer_size,
         )
-    except trio_websocket.ConnectionRejected as exc:
-        raise ConnectError(
-            f"the server rejected the WebSocket upgrade to {where} with HTTP {exc.status_code}",
-            status=exc.status_code,
-            body=exc.body,
-        ) from None
-    except trio_websocket.HandshakeError as exc:
-        raise ConnectError(f"WebSocket handshake with {where} failed: {exc!r}") from None
-    except ssl.SSLError as exc:
-        raise ConnectError(f"TLS handshake with {where} failed: {exc}") from exc
-    except (OSError, trio.BrokenResourceError) as exc:
-        raise ConnectError(f"cannot connect to {where}: {exc}") from exc
-    return Transport(ws, ws.subprotocol)
+    except BaseException as exc:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        if isinstance(exc, trio_websocket.ConnectionRejected):
+            raise ConnectError(
+                f"the server refused the WebSocket upgrade to {where}: HTTP {exc.status_code}",
+                status=exc.status_code,
+                body=exc.body,
+            ) from None
+        if isinstance(exc, trio_websocket.HandshakeError | trio_websocket.ConnectionClosed):
+            raise ConnectError(f"WebSocket handshake with {where} failed: {exc!r}") from None
+        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            raise ConnectError(f"TLS handshake with {where} failed: {exc}") from exc
+        if isinstance(exc, OSError | trio.BrokenResourceError):
+            raise ConnectError(f"cannot connect to {where}: {exc}") from exc
+        raise
+    return Transport(ws, stream, ws.subprotocol)
