@@ -177,6 +177,10 @@ class Channel:
         socket = self._socket
         socket._core.leave(self._core, trio.current_time())
         socket._pump()
+        if self._core.state is ChannelState.CLOSED and not self._closed_waiter.is_set:
+            # Never joined: there is nothing to leave and no end will be reported.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
         await self._closed_waiter.wait()
 
     async def wait_joined(self) -> None:
@@ -259,8 +263,10 @@ class Channel:
     ) -> AsyncIterator[Subscription[Message]]:
         """Receive the channel's messages (broadcasts and server pushes) in a bounded buffer.
 
-        With no ``events`` every message except replies is delivered, including
-        ``phx_error``. Subscribe before joining to see the messages sent right after the join.
+        With no ``events`` every message is delivered except replies and the protocol's own
+        ``phx_error`` / ``phx_close`` (they show as ``ChannelErrored`` in the socket's lifecycle
+        stream and as ``ChannelClosed``). Subscribe before joining to see the messages sent
+        right after the join.
         The reader never waits for a subscriber: when the buffer is full, ``overflow`` decides
         (``"raise"``: the gap is reported by ``SubscriptionOverflow`` from ``receive()``;
         ``"drop_oldest"``: the oldest buffered message is dropped). The stream ends when the

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 import trio
 
+from ._exceptions import ChannelClosed
 from ._subscription import OverflowPolicy, Subscription
 from .proto import Message, RemoteProtocolError
 from .proto._presence import (
@@ -52,6 +53,7 @@ class Presence:
         self._sync = PresenceSync()
         self._subscriptions: list[Subscription[PresenceChange]] = []
         self._synced = trio.Event()
+        self._closed = False
         self.malformed = 0
 
     def __repr__(self) -> str:
@@ -76,8 +78,15 @@ class Presence:
         return self._sync.list(chooser)
 
     async def wait_synced(self) -> None:
-        """Wait until the view holds the ``presence_state`` of the channel's current join."""
+        """Wait until the view holds the ``presence_state`` of the channel's current join.
+
+        Raises:
+            ChannelClosed: the channel is closed and the view is not synced.
+        """
         while not self.synced:
+            if self._closed:
+                reason = self._channel._core.close_reason or "closed"
+                raise ChannelClosed(self._channel.topic, reason)
             await self._synced.wait()
         await trio.lowlevel.checkpoint()
 
@@ -85,7 +94,15 @@ class Presence:
     async def changes(
         self, *, max_buffer: int = 1000, overflow: OverflowPolicy = "raise"
     ) -> AsyncIterator[Subscription[PresenceChange]]:
-        """Stream the changes (joins, leaves, then a ``PresenceSynced`` per applied event)."""
+        """Stream the changes (joins, leaves, then a ``PresenceSynced`` per applied event).
+
+        The stream ends when the channel closes.
+
+        Raises:
+            ChannelClosed: the channel is already closed (no change can come any more).
+        """
+        if self._closed:
+            raise ChannelClosed(self._channel.topic, self._channel._core.close_reason or "closed")
         subscription: Subscription[PresenceChange] = Subscription(max_buffer, overflow)
         self._subscriptions.append(subscription)
         try:
@@ -115,5 +132,8 @@ class Presence:
                 subscription.offer(change)
 
     def _ended(self) -> None:
+        self._closed = True
+        self._synced.set()  # wake wait_synced(): it can no longer succeed
+        self._synced = trio.Event()
         for subscription in self._subscriptions:
             subscription.end()

@@ -21,6 +21,7 @@ import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from types import EllipsisType
 from typing import Any, Final, final
 
@@ -301,6 +302,9 @@ class Socket:
                 )
             )
         elif type(event) is ReconnectScheduled:
+            # A fresh event per schedule: after a heartbeat timeout the reconnect can come due
+            # while the dead connection is still being closed.
+            self._reconnect_due = trio.Event()
             logger.info("reconnecting in %.3f s (attempt %d)", event.delay, event.attempt)
             self._emit(life.ReconnectScheduled(delay=event.delay, attempt=event.attempt))
         elif type(event) is ReconnectDue:
@@ -344,14 +348,25 @@ class Socket:
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the socket's tasks until ``aclose()``; report started once connected."""
+    async def _run(
+        self,
+        *,
+        shield: bool = False,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the socket's tasks until ``aclose()``; report started once connected.
+
+        With ``shield``, once connected only ``aclose()`` stops the tasks: ``open_socket``
+        always calls it, and its shielded leaves and closing handshake need the reader and
+        writer alive even when the caller's block is being cancelled.
+        """
         error: BaseException | None = None
         with trio.CancelScope() as self._cancel_scope:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._run_timers)
                     await nursery.start(self._supervise)
+                    self._cancel_scope.shield = shield
                     task_status.started()
             except BaseExceptionGroup as group:
                 error = _single_exception(group)
@@ -402,12 +417,12 @@ class Socket:
                         started = True
                         task_status.started()
                     code, reason = await self._run_connection(transport)
-                    self._reconnect_due = trio.Event()
+                    # Disconnected first: errored channels and the reconnect follow from it.
+                    logger.info("disconnected (code %s, %r)", code, reason)
+                    self._emit(life.Disconnected(code=code, reason=reason))
                     core.connection_lost(trio.current_time(), code)
                     self._pump()
                     self._set_state_changed()
-                    logger.info("disconnected (code %s, %r)", code, reason)
-                    self._emit(life.Disconnected(code=code, reason=reason))
                 connection_nursery.cancel_scope.cancel()
             if core.state is ConnectionState.DISCONNECTED:
                 logger.warning("the reconnect policy gave up; the socket is closed")
@@ -544,7 +559,13 @@ async def open_socket(
     error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            socket = await connect_socket(nursery, url, wait_connected=wait_connected, **options)
+            socket = Socket(url, **options)
+            run = partial(socket._run, shield=True)
+            if wait_connected:
+                await nursery.start(run)
+            else:
+                nursery.start_soon(run)
+                await trio.lowlevel.checkpoint()
             try:
                 yield socket
             finally:

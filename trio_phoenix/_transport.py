@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from functools import partial
 from urllib.parse import urlsplit
 
 import attrs
@@ -88,6 +89,38 @@ async def open_transport(
         ConnectError: the server refused the upgrade (``status`` set) or could not be
             reached, or the TLS handshake failed.
     """
+    transport: Transport = await nursery.start(
+        partial(
+            _run_transport,
+            url,
+            subprotocols=subprotocols,
+            headers=headers,
+            ssl_context=ssl_context,
+            max_message_size=max_message_size,
+            receive_buffer_size=receive_buffer_size,
+            message_queue_size=message_queue_size,
+        )
+    )
+    return transport
+
+
+async def _run_transport(
+    url: str,
+    *,
+    subprotocols: Sequence[str],
+    headers: Sequence[tuple[str, str]],
+    ssl_context: ssl.SSLContext | None,
+    max_message_size: int,
+    receive_buffer_size: int | None,
+    message_queue_size: int,
+    task_status: trio.TaskStatus[Transport],
+) -> None:
+    """Open the connection, then host trio-websocket's reader task until it ends.
+
+    trio-websocket reports a refused upgrade (``ConnectionRejected``) from its reader task,
+    so the reader runs in a nursery of our own: every failure before the connection is open
+    becomes a ``ConnectError`` raised by ``open_transport``.
+    """
     extra_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
     where = redact_url(url)
     parts = urlsplit(url)
@@ -99,37 +132,72 @@ async def open_transport(
         host_header = f"{host_header}:{port}"
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     stream: trio.abc.Stream | None = None
+    started = False
     try:
-        # We own the TCP (and TLS) stream so that it is closed on every failure path.
-        stream = await trio.open_tcp_stream(host, port)
-        if secure:
-            context = ssl_context if ssl_context is not None else ssl.create_default_context()
-            stream = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
-        ws = await trio_websocket.wrap_client_stream(
-            nursery,
-            stream,
-            host_header,
-            resource,
-            subprotocols=list(subprotocols) or None,
-            extra_headers=extra_headers or None,
-            message_queue_size=message_queue_size,
-            max_message_size=max_message_size,
-            receive_buffer_size=receive_buffer_size,
-        )
+        async with trio.open_nursery() as reader_nursery:
+            # We own the TCP (and TLS) stream so that it is closed on every failure path.
+            stream = await trio.open_tcp_stream(host, port)
+            if secure:
+                context = ssl_context if ssl_context is not None else ssl.create_default_context()
+                stream = trio.SSLStream(
+                    stream, context, server_hostname=host, https_compatible=True
+                )
+                # Here, not lazily in trio-websocket's reader: a failure there would leave
+                # the opening handshake waiting forever.
+                await stream.do_handshake()
+            ws = await trio_websocket.wrap_client_stream(
+                reader_nursery,
+                stream,
+                host_header,
+                resource,
+                subprotocols=list(subprotocols) or None,
+                extra_headers=extra_headers or None,
+                message_queue_size=message_queue_size,
+                max_message_size=max_message_size,
+                receive_buffer_size=receive_buffer_size,
+            )
+            started = True
+            task_status.started(Transport(ws, stream, ws.subprotocol))
     except BaseException as exc:
         if stream is not None:
             await trio.aclose_forcefully(stream)
-        if isinstance(exc, trio_websocket.ConnectionRejected):
-            raise ConnectError(
-                f"the server refused the WebSocket upgrade to {where}: HTTP {exc.status_code}",
-                status=exc.status_code,
-                body=exc.body,
-            ) from None
-        if isinstance(exc, trio_websocket.HandshakeError | trio_websocket.ConnectionClosed):
-            raise ConnectError(f"WebSocket handshake with {where} failed: {exc!r}") from None
-        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-            raise ConnectError(f"TLS handshake with {where} failed: {exc}") from exc
-        if isinstance(exc, OSError | trio.BrokenResourceError):
-            raise ConnectError(f"cannot connect to {where}: {exc}") from exc
-        raise
-    return Transport(ws, stream, ws.subprotocol)
+        if started:
+            raise
+        mapped = _connect_error(exc, where)
+        if mapped is None:
+            raise
+        error, cause = mapped
+        raise error from cause
+
+
+def _connect_error(
+    exc: BaseException, where: str
+) -> tuple[ConnectError, BaseException | None] | None:
+    """The ``ConnectError`` (and its cause) for a failed connection attempt, or ``None`` to
+    re-raise ``exc``."""
+    leaves: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(item.exceptions)
+        elif not isinstance(item, trio.Cancelled):
+            leaves.append(item)
+    for leaf in leaves:
+        if isinstance(leaf, trio_websocket.ConnectionRejected):
+            message = (
+                f"the server refused the WebSocket upgrade to {where}: HTTP {leaf.status_code}"
+            )
+            return ConnectError(message, status=leaf.status_code, body=leaf.body), None
+    if len(leaves) != 1:
+        return None
+    leaf = leaves[0]
+    if isinstance(leaf, trio_websocket.HandshakeError | trio_websocket.ConnectionClosed):
+        return ConnectError(f"WebSocket handshake with {where} failed: {leaf!r}"), None
+    if isinstance(leaf, trio.BrokenResourceError) and isinstance(leaf.__cause__, ssl.SSLError):
+        leaf = leaf.__cause__
+    if isinstance(leaf, ssl.SSLError | ssl.CertificateError):
+        return ConnectError(f"TLS handshake with {where} failed: {leaf}"), leaf
+    if isinstance(leaf, OSError | trio.BrokenResourceError):
+        return ConnectError(f"cannot connect to {where}: {leaf}"), leaf
+    return None
