@@ -54,6 +54,7 @@ from trio_phoenix.proto import (
     V2JSONSerializer,
     phoenix_reconnect_after,
 )
+from trio_phoenix.proto._core import STABLE_CONNECTION
 from trio_phoenix.proto._serializer import Frame
 
 SERVER = V2JSONSerializer("server")
@@ -291,7 +292,7 @@ def test_connection_lost_is_ignored_unless_connected() -> None:
     assert stats(core).disconnects == 0
 
 
-def test_reconnect_backoff_across_repeated_failures_and_reset_on_open() -> None:
+def test_reconnect_backoff_across_repeated_failures_and_reset_after_a_stable_connection() -> None:
     core = new_core()
     now = 0.0
     core.connection_started(now)
@@ -314,9 +315,17 @@ def test_reconnect_backoff_across_repeated_failures_and_reset_on_open() -> None:
         assert core.next_deadline() is None
         core.connection_started(now)
     assert delays == [10, 50, 100, 150, 200, 250, 500, 1000, 2000, 5000, 5000, 5000]
+    # A connection lost at once does not restart the backoff (no reconnect storm) ...
     core.connection_opened(now)
-    core.connection_lost(now, 1011)
-    assert core.events() == [ReconnectScheduled(0.01, 1)]
+    core.connection_lost(now + STABLE_CONNECTION - 0.001, 1011)
+    assert core.events() == [ReconnectScheduled(5.0, 13)]
+    # ... one that lived STABLE_CONNECTION seconds does.
+    now += 10 * STABLE_CONNECTION
+    core.handle_timers(now)
+    core.connection_started(now)
+    core.connection_opened(now)
+    core.connection_lost(now + STABLE_CONNECTION, 1011)
+    assert core.events() == [ReconnectDue(), ReconnectScheduled(0.01, 1)]
 
 
 def test_connecting_early_cancels_the_reconnect_timer() -> None:
@@ -381,10 +390,10 @@ def test_reconnect_after_none_gives_up() -> None:
     assert state(core) is ConnectionState.DISCONNECTED
     assert core.next_deadline() is None
     assert calls == [1, 2, 3]
-    # The application may try again by hand; an open connection resets the attempts.
+    # The application may try again by hand; a stable connection resets the attempts.
     core.connection_started(3)
     core.connection_opened(3)
-    core.connection_lost(4)
+    core.connection_lost(3 + STABLE_CONNECTION)
     assert state(core) is ConnectionState.WAITING
     assert core.events() == [ReconnectScheduled(1.0, 1)]
     assert calls == [1, 2, 3, 1]
@@ -2172,3 +2181,14 @@ def test_core_random_walk(
         (action,) = rnd.choices(actions, weights)
         action(model, rnd)
     model.finish()
+
+
+def test_cancel_ping_forgets_it() -> None:
+    core = connected_core()
+    ref = core.ping(1.0)
+    assert core.statistics().pending_replies == 1
+    core.cancel_ping(ref)
+    core.cancel_ping(ref)  # idempotent
+    assert core.statistics().pending_replies == 0
+    core.receive(f'[null,"{ref}","phoenix","phx_reply",{{"response":{{}},"status":"ok"}}]', 2.0)
+    assert [type(event) for event in core.events()] == [FrameDropped]  # not a PingReplied

@@ -423,14 +423,6 @@ async def test_ping_loses_its_reply_when_the_connection_drops(
             assert socket.statistics().pending_replies == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "proto bug: SocketCore.ping() has no cancel counterpart, so a cancelled Socket.ping() "
-        "leaves its ref in SocketCore._pings (counted in statistics().pending_replies) until "
-        "a reply arrives or the connection is lost"
-    ),
-)
 async def test_a_cancelled_ping_leaves_nothing_pending(
     phoenix_server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:

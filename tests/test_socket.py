@@ -540,7 +540,7 @@ async def test_pending_heartbeat_is_forgotten_on_reconnect(
 # -- reconnect -------------------------------------------------------------------------------
 
 
-async def test_reconnect_backoff_follows_phoenix_js_and_resets_on_open(
+async def test_reconnect_backoff_follows_phoenix_js_and_resets_after_a_stable_connection(
     phoenix_server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:
     with trio.fail_after(LIMIT):
@@ -564,11 +564,20 @@ async def test_reconnect_backoff_follows_phoenix_js_and_resets_on_open(
             assert await events.receive() == Connected(connects=2)
             assert trio.current_time() == pytest.approx(sum(PHOENIX_BACKOFF))
             assert phoenix_server.statistics().upgrades_rejected == len(PHOENIX_BACKOFF) - 1
+            # A connection that lived for STABLE_CONNECTION (10 s) restarts the backoff.
+            await trio.sleep(11)
             phoenix_server.accepted_connections[1].drop()
             assert await next_events(events, 3) == [
                 Disconnected(code=1006, reason=None),
                 ReconnectScheduled(delay=0.01, attempt=1),
                 Connected(connects=3),
+            ]
+            # One that is dropped at once does not: the backoff goes on.
+            phoenix_server.accepted_connections[2].drop()
+            assert await next_events(events, 3) == [
+                Disconnected(code=1006, reason=None),
+                ReconnectScheduled(delay=0.05, attempt=2),
+                Connected(connects=4),
             ]
 
 

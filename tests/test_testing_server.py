@@ -21,6 +21,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+from trio_phoenix._groups import raise_preferred
 from trio_phoenix.proto._message import Message
 from trio_phoenix.proto._serializer import V1JSONSerializer, V2JSONSerializer
 from trio_phoenix.testing import (
@@ -38,7 +39,6 @@ from trio_phoenix.testing import (
     open_test_server,
     serve_test_server,
 )
-from trio_phoenix.testing._groups import raise_preferred
 from trio_phoenix.testing._handshake import (
     origin_allowed,
     parse_params,

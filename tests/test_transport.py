@@ -133,7 +133,7 @@ async def test_a_dropped_connection_closes_with_1006(
             transport = await open_transport(
                 nursery, endpoint(phoenix_server), max_message_size=MAX
             )
-            phoenix_server.accepted_connections[0].drop()
+            (await phoenix_server.wait_connections(1)).drop()
             with pytest.raises(TransportClosed) as info:
                 await transport.receive()
             assert info.value.code == 1006
@@ -153,7 +153,7 @@ async def test_client_close_sends_the_code(
                 headers=[("X-Probe", "1")],
                 max_message_size=MAX,
             )
-            connection = phoenix_server.accepted_connections[0]
+            connection = await phoenix_server.wait_connections(1)
             assert connection.connect_info.header("x-probe") == "1"
             await transport.aclose(1000, "done")
             await connection.wait_closed()

@@ -29,7 +29,8 @@ import trio
 
 from . import _lifecycle as life
 from ._channel import Channel, _Waiter, resolve_push
-from ._exceptions import ConnectError, ReplyLost, SocketClosed
+from ._exceptions import ConnectError, LocalProtocolError, ReplyLost, SocketClosed
+from ._groups import raise_preferred
 from ._subscription import OverflowPolicy, Subscription
 from ._transport import Transport, TransportClosed, open_transport
 from .proto import (
@@ -122,6 +123,16 @@ class Socket:
             reconnect_on_clean_close=reconnect_on_clean_close,
         )
         build_socket_url(url)  # validate now: a bad URL is the caller's error, raised at once
+        if connect_timeout is not None and not connect_timeout >= 0:
+            raise LocalProtocolError(
+                f"connect_timeout must be >= 0 or None, got {connect_timeout!r}"
+            )
+        if not close_timeout >= 0:
+            raise LocalProtocolError(f"close_timeout must be >= 0, got {close_timeout!r}")
+        if not max_message_size >= 1024:
+            raise LocalProtocolError(
+                f"max_message_size must be an int of at least 1024 bytes, got {max_message_size!r}"
+            )
         self._url = url
         self._params = params
         self._auth_token = auth_token
@@ -144,6 +155,7 @@ class Socket:
         self._lifecycle: list[Subscription[life.LifecycleEvent]] = []
         self._closing = False
         self._closed = trio.Event()
+        self._last_error: ConnectError | None = None
 
     def __repr__(self) -> str:
         return f"<trio_phoenix.Socket {redact_url(self._url)!r} {self.state.value}>"
@@ -180,11 +192,13 @@ class Socket:
         Raises:
             SocketClosed: the socket is closed, or the reconnect policy gave up.
         """
+        # Checkpoint first: when this returns, the socket is connected (no schedule point
+        # lies between the last check and the return).
+        await trio.lowlevel.checkpoint()
         while not self._core.connected:
             if self._core.state in (ConnectionState.CLOSED, ConnectionState.DISCONNECTED):
                 raise SocketClosed(f"the socket is {self._core.state.value}")
             await self._state_changed.wait()
-        await trio.lowlevel.checkpoint()
 
     async def ping(self) -> float:
         """Send a heartbeat now and return the round trip in seconds (waits to be connected).
@@ -203,6 +217,7 @@ class Socket:
             return rtt
         finally:
             self._pings.pop(ref, None)
+            self._core.cancel_ping(ref)
 
     @asynccontextmanager
     async def lifecycle(
@@ -245,6 +260,8 @@ class Socket:
                 with trio.move_on_after(self._close_timeout) as scope:
                     scope.shield = True
                     await transport.aclose(1000, "")
+                with trio.CancelScope(shield=True):
+                    await transport.abort()
         finally:
             if self._cancel_scope is not None:
                 self._cancel_scope.cancel()
@@ -351,33 +368,33 @@ class Socket:
     async def _run(
         self,
         *,
+        wait_connected: bool = True,
         shield: bool = False,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run the socket's tasks until ``aclose()``; report started once connected.
+        """Run the socket's tasks until ``aclose()``; report started once connected (or at
+        once, without ``wait_connected``).
 
         With ``shield``, once connected only ``aclose()`` stops the tasks: ``open_socket``
         always calls it, and its shielded leaves and closing handshake need the reader and
         writer alive even when the caller's block is being cancelled.
         """
-        error: BaseException | None = None
         with trio.CancelScope() as self._cancel_scope:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._run_timers)
-                    await nursery.start(self._supervise)
+                    if wait_connected:
+                        await nursery.start(self._supervise)
+                    else:
+                        nursery.start_soon(self._supervise)
                     self._cancel_scope.shield = shield
                     task_status.started()
             except BaseExceptionGroup as group:
-                error = _single_exception(group)
-                if error is None:
-                    raise
+                raise_preferred(group, None)
             finally:
                 self._core.close()
                 self._pump()
                 self._set_state_changed()
-        if error is not None:
-            raise error
 
     async def _run_timers(self) -> None:
         core = self._core
@@ -402,7 +419,7 @@ class Socket:
     ) -> None:
         core = self._core
         started = False
-        while True:
+        while not self._closed_for_good():
             core.connection_started(trio.current_time())
             self._set_state_changed()
             async with trio.open_nursery() as connection_nursery:
@@ -417,6 +434,9 @@ class Socket:
                         started = True
                         task_status.started()
                     code, reason = await self._run_connection(transport)
+                    if self._closing:
+                        # aclose() is finishing the closing handshake; it stops us after.
+                        await trio.sleep_forever()
                     # Disconnected first: errored channels and the reconnect follow from it.
                     logger.info("disconnected (code %s, %r)", code, reason)
                     self._emit(life.Disconnected(code=code, reason=reason))
@@ -429,9 +449,14 @@ class Socket:
                 core.close()
                 self._pump()
                 self._set_state_changed()
-            if core.state is ConnectionState.CLOSED:
-                return
-            await self._reconnect_due.wait()
+            if not self._closed_for_good():
+                await self._reconnect_due.wait()
+        if not started and task_status is not trio.TASK_STATUS_IGNORED:
+            # open_socket is still waiting for the first connection: tell it why none came.
+            raise self._last_error or SocketClosed("the socket was closed before it connected")
+
+    def _closed_for_good(self) -> bool:
+        return self._core.state is ConnectionState.CLOSED
 
     async def _open(self, nursery: trio.Nursery, *, first: bool) -> Transport | None:
         """Open a transport, or report the failure to the core and return ``None``."""
@@ -457,6 +482,7 @@ class Socket:
             if first and error.status is not None:
                 raise error from None
             logger.warning("%s", error)
+            self._last_error = error
             self._reconnect_due = trio.Event()
             self._core.connection_failed(trio.current_time())
             self._emit(life.ConnectFailed(error=error))
@@ -486,18 +512,21 @@ class Socket:
         finally:
             self._connection_scope = None
             self._transport = None
-            with trio.CancelScope(shield=True):
-                await transport.abort()
+            if not self._closing:
+                with trio.CancelScope(shield=True):
+                    await transport.abort()
 
     def _aborted_with(self) -> tuple[int, str]:
         return self._abort_reason or (1000, "")
 
     async def _read(self, transport: Transport) -> None:
         core = self._core
-        receive = transport.receive
+        receive_batch = transport.receive_batch
         while True:
-            frame = await receive()
-            core.receive(frame, trio.current_time())
+            frames = await receive_batch()
+            now = trio.current_time()
+            for frame in frames:
+                core.receive(frame, now)
             self._pump()
 
     async def _write(self, transport: Transport) -> None:
@@ -509,8 +538,7 @@ class Socket:
                     self._send_wakeup = trio.Event()
                     await self._send_wakeup.wait()
                     continue
-                for frame in frames:
-                    await transport.send(frame)
+                await transport.send_many(frames)
         except TransportClosed:
             return
 
@@ -520,14 +548,10 @@ async def connect_socket(
 ) -> Socket:
     """Start a socket whose tasks run in ``nursery``; close it with ``await socket.aclose()``.
 
-    Takes the same options as ``open_socket``.
+    Takes the same options as ``open_socket``, and waits as it does.
     """
     socket = Socket(url, **options)
-    if wait_connected:
-        await nursery.start(socket._run)
-    else:
-        nursery.start_soon(socket._run)
-        await trio.lowlevel.checkpoint()
+    await nursery.start(partial(socket._run, wait_connected=wait_connected))
     return socket
 
 
@@ -556,42 +580,17 @@ async def open_socket(
         ConnectError: the first connection attempt was rejected by the server.
         InvalidURL: the URL cannot be used.
     """
-    error: BaseException | None = None
+    socket = Socket(url, **options)
+    user_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            socket = Socket(url, **options)
-            run = partial(socket._run, shield=True)
-            if wait_connected:
-                await nursery.start(run)
-            else:
-                nursery.start_soon(run)
-                await trio.lowlevel.checkpoint()
+            await nursery.start(partial(socket._run, wait_connected=wait_connected, shield=True))
             try:
                 yield socket
+            except BaseException as exc:
+                user_error = exc
+                raise
             finally:
                 await socket.aclose()
     except BaseExceptionGroup as group:
-        error = _single_exception(group)
-        if error is None:
-            raise
-    if error is not None:
-        raise error
-
-
-def _single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception that matters in ``group``: the only non-Cancelled one, else a
-    Cancelled (which the cancelling scope catches), else ``None`` (a real group)."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    errors = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)]
-    if len(errors) == 1:
-        return errors[0]
-    if not errors and leaves:
-        return leaves[0]
-    return None
+        raise_preferred(group, user_error)

@@ -92,6 +92,9 @@ DEFAULT_TIMEOUT: Final = 10.0
 #: phoenix.js ``heartbeatIntervalMs``, in seconds.
 DEFAULT_HEARTBEAT_INTERVAL: Final = 30.0
 
+#: How long a connection must have lived for its loss to restart the reconnect backoff.
+STABLE_CONNECTION: Final = 10.0
+
 ReconnectSchedule = Callable[[int], float | None]
 
 
@@ -280,6 +283,7 @@ class SocketCore:
         self._timers = _TimerQueue()
         self._reconnect_after = reconnect_after
         self._reconnect_tries = 0
+        self._opened_at: float | None = None
         self._reconnect_timer = _Timer(self._reconnect_due)
         self._heartbeat_timer = _Timer(self._heartbeat_tick)
         self._heartbeat_ref: str | None = None
@@ -369,7 +373,7 @@ class SocketCore:
             raise LocalProtocolError(f"a connection cannot open while {self._state.value}")
         self._state = ConnectionState.CONNECTED
         self._counters.connects += 1
-        self._reconnect_tries = 0
+        self._opened_at = now
         self._heartbeat_ref = None
         if self.heartbeat_interval is not None:
             self._timers.schedule(self._heartbeat_timer, now + self.heartbeat_interval)
@@ -425,6 +429,11 @@ class SocketCore:
 
     def _disconnect(self, now: float, reason: str) -> None:
         self._counters.disconnects += 1
+        opened_at, self._opened_at = self._opened_at, None
+        if opened_at is not None and now - opened_at >= STABLE_CONNECTION:
+            # Only a connection that lived a while resets the backoff: a server that accepts
+            # and at once closes every connection must not get a reconnect every 10 ms.
+            self._reconnect_tries = 0
         self._timers.cancel(self._heartbeat_timer)
         self._heartbeat_ref = None
         self._lose_pings()
@@ -491,6 +500,10 @@ class SocketCore:
         )
         self._pings[ref] = now
         return ref
+
+    def cancel_ping(self, ref: str) -> None:
+        """Forget a ping whose caller gave up: its reply, if any, is ignored."""
+        self._pings.pop(ref, None)
 
     # -- channel commands ----------------------------------------------------------------
 

@@ -15,8 +15,8 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import functools
 import json
+import math
 import struct
 from typing import Any, Final, Literal, Protocol
 
@@ -53,8 +53,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-# NaN and Infinity are not JSON: Phoenix's Jason and JSON.parse reject them, and so do we.
-_decode_json = functools.partial(json.loads, parse_constant=_reject_constant)
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+# NaN and Infinity are not JSON, nor is a number too large for a double (1e999): Phoenix's
+# Jason and JSON.parse reject them, and so do we.
+_decode_json = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float).decode
 
 
 class Serializer(Protocol):

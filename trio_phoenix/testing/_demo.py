@@ -50,6 +50,7 @@ import attrs
 import trio
 
 from .._channel import Channel
+from .._groups import raise_preferred
 from .._lifecycle import ChannelJoined, Connected, Disconnected, LifecycleEvent
 from .._socket import open_socket
 from .._subscription import Subscription
@@ -62,7 +63,6 @@ from ..proto import (
     PresenceSynced,
 )
 from ._channel import ChannelSocket, SocketRef
-from ._groups import raise_preferred
 from ._handlers import ChannelFactory, ChannelHandler, HandleInResult, Reply, Stop
 from ._handshake import ConnectHook, ConnectInfo, ConnectResult, Reject
 from ._server import TestServer, TestServerOptions, open_test_server

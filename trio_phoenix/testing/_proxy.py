@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 import trio
 
+from .._groups import raise_preferred
 from ._faults import Gate
-from ._groups import raise_preferred
 
 __all__ = ["FaultProxy", "ProxyConnection", "ProxyStatistics", "open_fault_proxy"]
 

@@ -28,9 +28,9 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_strea
 from trio_phoenix.proto._message import Message
 from trio_phoenix.proto._serializer import Frame, Serializer
 
+from .._groups import raise_preferred
 from ._connection import ServerConnection
 from ._faults import GatedStream
-from ._groups import raise_preferred
 from ._handlers import ChannelFactory, Router, check_payload
 from ._handshake import (
     Accept,

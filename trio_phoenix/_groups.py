@@ -29,9 +29,7 @@ def raise_preferred(
         _reraise(leaves[0])
     if user_error is not None and any(exc is user_error for exc in real):
         internal = [exc for exc in real if exc is not user_error]
-        user_error.__context__ = BaseExceptionGroup(
-            "internal errors of trio_phoenix.testing", internal
-        )
+        user_error.__context__ = BaseExceptionGroup("internal errors of trio_phoenix", internal)
         _reraise(user_error)
     raise group
 
