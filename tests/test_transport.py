@@ -72,7 +72,7 @@ async def test_a_rejected_handshake_raises_connect_error_and_leaks_nothing(
     with trio.fail_after(LIMIT), no_resource_warnings():
         async with trio.open_nursery() as nursery:
             with pytest.raises(ConnectError) as info:
-                await open_transport(nursery, url, max_message_size=MAX)
+                await open_transport(url, max_message_size=MAX)
             # The caller's nursery is not poisoned: it keeps working.
             nursery.start_soon(trio.sleep, 0)
         assert type(info.value) is ConnectError
@@ -87,9 +87,9 @@ async def test_a_refused_connection_raises_connect_error_without_status(
 ) -> None:
     url = f"ws://127.0.0.1:{closed_port}/socket/websocket?vsn=2.0.0&token=s3cret"
     with trio.fail_after(LIMIT), no_resource_warnings():
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery():
             with pytest.raises(ConnectError) as info:
-                await open_transport(nursery, url, max_message_size=MAX)
+                await open_transport(url, max_message_size=MAX)
     assert info.value.status is None
     assert "cannot connect" in str(info.value)
     assert "s3cret" not in str(info.value)
@@ -101,9 +101,7 @@ async def test_frames_both_ways_and_close_codes(
 ) -> None:
     with trio.fail_after(LIMIT), no_resource_warnings():
         async with trio.open_nursery() as nursery:
-            transport = await open_transport(
-                nursery, endpoint(phoenix_server), max_message_size=MAX
-            )
+            transport = await open_transport(endpoint(phoenix_server), max_message_size=MAX)
             assert isinstance(transport, Transport)
             assert transport.subprotocol is None
             still_open = transport.closed
@@ -130,9 +128,7 @@ async def test_a_dropped_connection_closes_with_1006(
 ) -> None:
     with trio.fail_after(LIMIT), no_resource_warnings():
         async with trio.open_nursery() as nursery:
-            transport = await open_transport(
-                nursery, endpoint(phoenix_server), max_message_size=MAX
-            )
+            transport = await open_transport(endpoint(phoenix_server), max_message_size=MAX)
             (await phoenix_server.wait_connections(1)).drop()
             with pytest.raises(TransportClosed) as info:
                 await transport.receive()
@@ -147,7 +143,6 @@ async def test_client_close_sends_the_code(
     with trio.fail_after(LIMIT), no_resource_warnings():
         async with trio.open_nursery() as nursery:
             transport = await open_transport(
-                nursery,
                 endpoint(phoenix_server),
                 subprotocols=["phoenix"],
                 headers=[("X-Probe", "1")],
@@ -188,14 +183,12 @@ async def test_wss_verifies_certificates(
             url = f"wss://127.0.0.1:{server.port}/socket/websocket?vsn=2.0.0"
             # The default context does not trust our test CA.
             with pytest.raises(ConnectError) as info:
-                await open_transport(nursery, url, max_message_size=MAX)
+                await open_transport(url, max_message_size=MAX)
             assert info.value.status is None
             assert "TLS handshake" in str(info.value)
             assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
             assert trio.current_time() == 0
-            transport = await open_transport(
-                nursery, url, ssl_context=trusting, max_message_size=MAX
-            )
+            transport = await open_transport(url, ssl_context=trusting, max_message_size=MAX)
             await transport.send("over TLS")
             assert await transport.receive() == "over TLS"
             await transport.abort()

@@ -28,6 +28,7 @@ from ._exceptions import (
 )
 from ._presence import Presence
 from ._subscription import OverflowPolicy, Subscription
+from ._sync import Pulse, Waiter
 from .proto import ChannelCore, ChannelState, Message, Push
 
 if TYPE_CHECKING:
@@ -37,37 +38,6 @@ __all__ = ["DEFAULT_MAX_BUFFER", "Channel", "ChannelStatistics"]
 
 #: Default number of messages a subscription buffers before its overflow policy applies.
 DEFAULT_MAX_BUFFER: Final = 1000
-
-
-class _Waiter:
-    """One task waiting for one outcome: a value or an exception."""
-
-    __slots__ = ("_error", "_event", "_value")
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-    def set_value(self, value: Any) -> None:
-        if not self._event.is_set():
-            self._value = value
-            self._event.set()
-
-    def set_error(self, error: BaseException) -> None:
-        if not self._event.is_set():
-            self._error = error
-            self._event.set()
-
-    @property
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self) -> Any:
-        await self._event.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 @attrs.frozen(kw_only=True)
@@ -99,9 +69,9 @@ class Channel:
         self._core = core
         core.context = self
         self._subscriptions: list[tuple[frozenset[str] | None, Subscription[Message]]] = []
-        self._join_waiter: _Waiter | None = None
-        self._closed_waiter = _Waiter()
-        self._joined_event = trio.Event()
+        self._join_waiter: Waiter | None = None
+        self._closed_waiter = Waiter()
+        self._changed = Pulse()  # fired when the channel joins, errors or closes
         self._join_response: Any = None
         self._messages_received = 0
         self._closed_dropped = 0
@@ -153,7 +123,7 @@ class Channel:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         socket = self._socket
-        waiter = _Waiter()
+        waiter = Waiter()
         socket._core.join(self._core, trio.current_time())
         self._join_waiter = waiter
         socket._pump()
@@ -189,18 +159,11 @@ class Channel:
         Raises:
             ChannelClosed: the channel is closed (or closes while waiting).
         """
+        await trio.lowlevel.checkpoint()
         while self._core.state is not ChannelState.JOINED:
             if self._closed_waiter.is_set:
                 raise ChannelClosed(self.topic, self._core.close_reason or "closed")
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._wait_then_cancel, self._joined_event, nursery)
-                nursery.start_soon(self._wait_then_cancel, self._closed_waiter._event, nursery)
-        await trio.lowlevel.checkpoint()
-
-    @staticmethod
-    async def _wait_then_cancel(event: trio.Event, nursery: trio.Nursery) -> None:
-        await event.wait()
-        nursery.cancel_scope.cancel()
+            await self._changed.wait()
 
     async def __aenter__(self) -> Channel:
         await self.join()
@@ -242,7 +205,7 @@ class Channel:
         push = socket._core.push(
             self._core, event, {} if payload is None else payload, trio.current_time()
         )
-        waiter = _Waiter()
+        waiter = Waiter()
         push.context = waiter
         socket._pump()
         try:
@@ -335,12 +298,12 @@ class Channel:
 
     def _joined(self, response: Any, first: bool) -> None:
         self._join_response = response
-        self._joined_event.set()
+        self._changed.fire()
         if first and self._join_waiter is not None:
             self._join_waiter.set_value(response)
 
     def _errored(self) -> None:
-        self._joined_event = trio.Event()
+        self._changed.fire()
 
     def _join_failed(self, status: str, response: Any) -> None:
         if self._join_waiter is not None:
@@ -368,12 +331,13 @@ class Channel:
         for view in self._presences.values():
             view._ended()
         self._closed_waiter.set_value(None)
+        self._changed.fire()
 
 
 def resolve_push(push: Push, outcome: str, status: str | None, response: Any) -> None:
     """Wake the task waiting on ``push`` with the outcome the core reported."""
     waiter = push.context
-    if not isinstance(waiter, _Waiter):
+    if not isinstance(waiter, Waiter):
         return
     event = push.event
     if outcome == "replied":

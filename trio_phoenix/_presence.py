@@ -17,6 +17,7 @@ import trio
 
 from ._exceptions import ChannelClosed
 from ._subscription import OverflowPolicy, Subscription
+from ._sync import Pulse
 from .proto import Message, RemoteProtocolError
 from .proto._presence import (
     PresenceChange,
@@ -52,7 +53,7 @@ class Presence:
         self.diff_event = diff_event
         self._sync = PresenceSync()
         self._subscriptions: list[Subscription[PresenceChange]] = []
-        self._synced = trio.Event()
+        self._synced = Pulse()
         self._closed = False
         self.malformed = 0
 
@@ -125,15 +126,13 @@ class Presence:
             logger.warning("ignored a malformed %s on %r: %s", message.event, message.topic, exc)
             return
         if changes and isinstance(changes[-1], PresenceSynced):
-            self._synced.set()
-            self._synced = trio.Event()
+            self._synced.fire()
         for change in changes:
             for subscription in self._subscriptions:
                 subscription.offer(change)
 
     def _ended(self) -> None:
         self._closed = True
-        self._synced.set()  # wake wait_synced(): it can no longer succeed
-        self._synced = trio.Event()
+        self._synced.fire()  # wake wait_synced(): it can no longer succeed
         for subscription in self._subscriptions:
             subscription.end()

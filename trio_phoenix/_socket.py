@@ -28,10 +28,11 @@ from typing import Any, Final, final
 import trio
 
 from . import _lifecycle as life
-from ._channel import Channel, _Waiter, resolve_push
+from ._channel import Channel, resolve_push
 from ._exceptions import ConnectError, LocalProtocolError, ReplyLost, SocketClosed
 from ._groups import raise_preferred
 from ._subscription import OverflowPolicy, Subscription
+from ._sync import Pulse, Waiter
 from ._transport import Transport, TransportClosed, open_transport
 from .proto import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -87,6 +88,24 @@ async def _evaluate(source: Any) -> Any:
     if inspect.isawaitable(value):
         value = await value
     return value
+
+
+class _ShieldThenStarted:
+    """The supervisor's ``task_status`` when it runs inline in ``Socket._run``: shields the
+    socket's tasks (if asked) and reports ``_run`` started."""
+
+    __slots__ = ("_shield", "_socket", "_status")
+
+    def __init__(self, socket: Socket, shield: bool, status: trio.TaskStatus[None]) -> None:
+        self._socket = socket
+        self._shield = shield
+        self._status = status
+
+    def started(self, value: None = None) -> None:
+        scope = self._socket._cancel_scope
+        assert scope is not None
+        scope.shield = self._shield
+        self._status.started()
 
 
 @final
@@ -147,14 +166,13 @@ class Socket:
         self._connection_scope: trio.CancelScope | None = None
         self._abort_reason: tuple[int, str] | None = None
         self._send_wakeup = trio.Event()
-        self._timer_wakeup = trio.Event()
-        self._timer_deadline = math.inf
-        self._reconnect_due = trio.Event()
-        self._state_changed = trio.Event()
-        self._pings: dict[str, _Waiter] = {}
+        self._timer_scope: trio.CancelScope | None = None
+        self._reconnect_due = Waiter()
+        self._state_changed = Pulse()
+        self._pings: dict[str, Waiter] = {}
         self._lifecycle: list[Subscription[life.LifecycleEvent]] = []
         self._closing = False
-        self._closed = trio.Event()
+        self._closed = Waiter()
         self._last_error: ConnectError | None = None
 
     def __repr__(self) -> str:
@@ -209,7 +227,7 @@ class Socket:
         """
         await self.wait_connected()
         ref = self._core.ping(trio.current_time())
-        waiter = _Waiter()
+        waiter = Waiter()
         self._pings[ref] = waiter
         self._pump()
         try:
@@ -265,7 +283,7 @@ class Socket:
         finally:
             if self._cancel_scope is not None:
                 self._cancel_scope.cancel()
-            self._closed.set()
+            self._closed.set_value(None)
 
     # -- the event pump ----------------------------------------------------------------------
 
@@ -278,9 +296,11 @@ class Socket:
                 self._dispatch(event)
         if core.has_data_to_send:
             self._send_wakeup.set()
-        deadline = core.next_deadline()
-        if deadline is not None and deadline < self._timer_deadline:
-            self._timer_wakeup.set()
+        scope = self._timer_scope
+        if scope is not None:
+            deadline = core.next_deadline()
+            if deadline is not None and deadline < scope.deadline:
+                scope.deadline = deadline
 
     def _dispatch(self, event: object) -> None:
         if type(event) is PushReplied:
@@ -321,11 +341,11 @@ class Socket:
         elif type(event) is ReconnectScheduled:
             # A fresh event per schedule: after a heartbeat timeout the reconnect can come due
             # while the dead connection is still being closed.
-            self._reconnect_due = trio.Event()
+            self._reconnect_due = Waiter()
             logger.info("reconnecting in %.3f s (attempt %d)", event.delay, event.attempt)
             self._emit(life.ReconnectScheduled(delay=event.delay, attempt=event.attempt))
         elif type(event) is ReconnectDue:
-            self._reconnect_due.set()
+            self._reconnect_due.set_value(None)
         elif type(event) is CloseTransport:
             logger.warning("heartbeat timeout; closing the connection and reconnecting")
             self._emit(life.HeartbeatTimeout())
@@ -355,8 +375,7 @@ class Socket:
             subscription.offer(event)
 
     def _set_state_changed(self) -> None:
-        self._state_changed.set()
-        self._state_changed = trio.Event()
+        self._state_changed.fire()
 
     def _abort_connection(self, code: int, reason: str) -> None:
         self._abort_reason = (code, reason)
@@ -383,12 +402,17 @@ class Socket:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._run_timers)
+                    nursery.start_soon(self._write)
                     if wait_connected:
-                        await nursery.start(self._supervise)
+                        # The supervisor runs in this task (one task fewer per socket) and
+                        # reports started itself, once the first connection is open.
+                        await self._supervise(
+                            task_status=_ShieldThenStarted(self, shield, task_status)
+                        )
                     else:
-                        nursery.start_soon(self._supervise)
-                    self._cancel_scope.shield = shield
-                    task_status.started()
+                        self._cancel_scope.shield = shield
+                        task_status.started()
+                        await self._supervise()
             except BaseExceptionGroup as group:
                 raise_preferred(group, None)
             finally:
@@ -397,14 +421,15 @@ class Socket:
                 self._set_state_changed()
 
     async def _run_timers(self) -> None:
+        """Feed the time to the core whenever its next deadline passes; ``_pump`` moves the
+        sleeping scope's deadline earlier when a command adds an earlier timer."""
         core = self._core
         while True:
             deadline = core.next_deadline()
-            self._timer_deadline = math.inf if deadline is None else deadline
-            self._timer_wakeup = trio.Event()
-            with trio.move_on_at(self._timer_deadline):
-                await self._timer_wakeup.wait()
-            self._timer_deadline = -math.inf  # wakeups while we run are not needed
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
             core.handle_timers(trio.current_time())
             self._pump()
 
@@ -414,36 +439,34 @@ class Socket:
         token = await _evaluate(self._auth_token)
         return url, auth_token_subprotocols(token) if token else []
 
-    async def _supervise(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def _supervise(self, *, task_status: _ShieldThenStarted | None = None) -> None:
         core = self._core
         started = False
         while not self._closed_for_good():
             core.connection_started(trio.current_time())
             self._set_state_changed()
-            async with trio.open_nursery() as connection_nursery:
-                transport = await self._open(connection_nursery, first=not started)
-                if transport is not None:
-                    core.connection_opened(trio.current_time())
-                    self._pump()
-                    self._set_state_changed()
-                    logger.info("connected to %s", redact_url(self._url))
-                    self._emit(life.Connected(connects=core.statistics().connects))
-                    if not started:
-                        started = True
+            transport = await self._open(first=not started)
+            if transport is not None:
+                self._transport = transport  # where the writer sends from now on
+                core.connection_opened(trio.current_time())
+                self._pump()
+                self._set_state_changed()
+                logger.info("connected to %s", redact_url(self._url))
+                self._emit(life.Connected(connects=core.statistics().connects))
+                if not started:
+                    started = True
+                    if task_status is not None:
                         task_status.started()
-                    code, reason = await self._run_connection(transport)
-                    if self._closing:
-                        # aclose() is finishing the closing handshake; it stops us after.
-                        await trio.sleep_forever()
-                    # Disconnected first: errored channels and the reconnect follow from it.
-                    logger.info("disconnected (code %s, %r)", code, reason)
-                    self._emit(life.Disconnected(code=code, reason=reason))
-                    core.connection_lost(trio.current_time(), code)
-                    self._pump()
-                    self._set_state_changed()
-                connection_nursery.cancel_scope.cancel()
+                code, reason = await self._run_connection(transport)
+                if self._closing:
+                    # aclose() is finishing the closing handshake; it stops us after.
+                    await trio.sleep_forever()
+                # Disconnected first: errored channels and the reconnect follow from it.
+                logger.info("disconnected (code %s, %r)", code, reason)
+                self._emit(life.Disconnected(code=code, reason=reason))
+                core.connection_lost(trio.current_time(), code)
+                self._pump()
+                self._set_state_changed()
             if core.state is ConnectionState.DISCONNECTED:
                 logger.warning("the reconnect policy gave up; the socket is closed")
                 core.close()
@@ -451,14 +474,14 @@ class Socket:
                 self._set_state_changed()
             if not self._closed_for_good():
                 await self._reconnect_due.wait()
-        if not started and task_status is not trio.TASK_STATUS_IGNORED:
+        if not started and task_status is not None:
             # open_socket is still waiting for the first connection: tell it why none came.
             raise self._last_error or SocketClosed("the socket was closed before it connected")
 
     def _closed_for_good(self) -> bool:
         return self._core.state is ConnectionState.CLOSED
 
-    async def _open(self, nursery: trio.Nursery, *, first: bool) -> Transport | None:
+    async def _open(self, *, first: bool) -> Transport | None:
         """Open a transport, or report the failure to the core and return ``None``."""
         try:
             url, subprotocols = await self._connect_args()
@@ -466,7 +489,6 @@ class Socket:
                 math.inf if self._connect_timeout is None else self._connect_timeout
             ):
                 return await open_transport(
-                    nursery,
                     url,
                     subprotocols=subprotocols,
                     headers=self._headers,
@@ -483,7 +505,7 @@ class Socket:
                 raise error from None
             logger.warning("%s", error)
             self._last_error = error
-            self._reconnect_due = trio.Event()
+            self._reconnect_due = Waiter()
             self._core.connection_failed(trio.current_time())
             self._emit(life.ConnectFailed(error=error))
             self._pump()
@@ -491,19 +513,15 @@ class Socket:
             return None
 
     async def _run_connection(self, transport: Transport) -> tuple[int | None, str | None]:
-        """Run the reader and writer of one connection until it ends; return the close code."""
-        self._transport = transport
+        """Read one connection until it ends (the writer task sends on ``self._transport``);
+        return the close code."""
         self._abort_reason = None
         try:
             with trio.CancelScope() as self._connection_scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write, transport)
-                    try:
-                        await self._read(transport)
-                    except TransportClosed as closed:
-                        return closed.code, closed.reason
-                    finally:
-                        nursery.cancel_scope.cancel()
+                try:
+                    await self._read(transport)
+                except TransportClosed as closed:
+                    return closed.code, closed.reason
             # Aborted by the core (heartbeat timeout): close without waiting on a dead peer.
             code, reason = self._aborted_with()
             with trio.move_on_after(1.0):
@@ -511,8 +529,8 @@ class Socket:
             return code, reason
         finally:
             self._connection_scope = None
-            self._transport = None
-            if not self._closing:
+            if not self._closing:  # else aclose() finishes the close and closes the stream
+                self._transport = None
                 with trio.CancelScope(shield=True):
                     await transport.abort()
 
@@ -529,18 +547,25 @@ class Socket:
                 core.receive(frame, now)
             self._pump()
 
-    async def _write(self, transport: Transport) -> None:
+    async def _write(self) -> None:
+        """Send the core's frames on the current connection, all queued frames in one write.
+
+        One writer for the socket's whole life: frames go out in the order the core produced
+        them, and a connection loss only costs the frames of that connection (the core fails
+        their pushes)."""
         core = self._core
-        try:
-            while True:
-                frames = core.data_to_send()
-                if not frames:
-                    self._send_wakeup = trio.Event()
-                    await self._send_wakeup.wait()
-                    continue
+        while True:
+            transport = self._transport
+            frames = core.data_to_send() if transport is not None else None
+            if not frames:
+                self._send_wakeup = trio.Event()
+                await self._send_wakeup.wait()
+                continue
+            assert transport is not None
+            try:
                 await transport.send_many(frames)
-        except TransportClosed:
-            return
+            except TransportClosed:
+                pass  # the reader sees the loss and reports it
 
 
 async def connect_socket(

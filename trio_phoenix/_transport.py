@@ -250,7 +250,6 @@ class Transport:
 
 
 async def open_transport(
-    nursery: trio.Nursery,
     url: str,
     *,
     subprotocols: Sequence[str] = (),
@@ -258,9 +257,8 @@ async def open_transport(
     ssl_context: ssl.SSLContext | None = None,
     max_message_size: int,
     receive_buffer_size: int | None = 65536,
-    message_queue_size: int = 16,
 ) -> Transport:
-    """Open a WebSocket connection (``nursery`` is unused: there is no background task).
+    """Open a WebSocket connection (it needs no background task).
 
     Raises:
         ConnectError: the server refused the upgrade (``status`` set) or could not be
