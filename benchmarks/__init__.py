@@ -1,0 +1,1 @@
+"""Benchmarks of trio_phoenix against raw trio-websocket; run ``python -m benchmarks``."""

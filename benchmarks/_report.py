@@ -1,0 +1,157 @@
+"""Result rows and the printed table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class Row:
+    """One metric: every run of trio_phoenix and of the raw baseline, and the target."""
+
+    name: str
+    unit: str
+    phoenix: tuple[float, ...]
+    raw: tuple[float, ...]
+    higher_is_better: bool
+    #: The ratio (trio_phoenix / raw) to reach: a minimum if higher is better, else a maximum.
+    target: float | None = None
+    note: str = ""
+
+    @property
+    def phoenix_median(self) -> float:
+        return statistics.median(self.phoenix)
+
+    @property
+    def raw_median(self) -> float:
+        return statistics.median(self.raw)
+
+    @property
+    def ratio(self) -> float:
+        """The median of the per-run ratios: each run pairs trio_phoenix with the raw run
+        measured next to it, so a machine that slows down mid-session shifts both."""
+        return statistics.median(
+            phoenix / raw for phoenix, raw in zip(self.phoenix, self.raw, strict=True)
+        )
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        if self.higher_is_better:
+            return self.ratio >= self.target
+        return self.ratio <= self.target
+
+    def as_dict(self) -> dict[str, object]:
+        """The row as plain data (for ``--json``)."""
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "trio_phoenix": self.phoenix_median,
+            "raw": self.raw_median,
+            "ratio": self.ratio,
+            "higher_is_better": self.higher_is_better,
+            "target": self.target,
+            "met": self.met,
+            "runs": len(self.phoenix),
+            "trio_phoenix_runs": list(self.phoenix),
+            "raw_runs": list(self.raw),
+        }
+
+
+def _number(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A fixed-width table: medians, ratio, which direction is better, target and verdict."""
+    header = (
+        "benchmark",
+        "unit",
+        "trio_phoenix",
+        "raw t-ws",
+        "ratio",
+        "better",
+        "target",
+        "met",
+        "runs",
+    )
+    lines: list[tuple[str, ...]] = [header]
+    for row in rows:
+        if row.target is None:
+            target, met = "-", "-"
+        else:
+            target = f"{'>=' if row.higher_is_better else '<='} {row.target:.2f}x"
+            met = "yes" if row.met else "NO"
+        lines.append(
+            (
+                row.name,
+                row.unit,
+                _number(row.phoenix_median),
+                _number(row.raw_median),
+                f"{row.ratio:.2f}x",
+                "higher" if row.higher_is_better else "lower",
+                target,
+                met,
+                str(len(row.phoenix)),
+            )
+        )
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    left = {0, 1, 5, 7}
+    out = []
+    for index, line in enumerate(lines):
+        cells = [
+            cell.ljust(widths[column]) if column in left else cell.rjust(widths[column])
+            for column, cell in enumerate(line)
+        ]
+        out.append("  ".join(cells).rstrip())
+        if index == 0:
+            out.append("  ".join("-" * width for width in widths))
+    notes = [f"  {row.name}: {row.note}" for row in rows if row.note]
+    if notes:
+        out.append("")
+        out.append("notes:")
+        out.extend(notes)
+    return "\n".join(out)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> str:
+    """One line on the machine and the versions measured."""
+    packages = ", ".join(
+        f"{name} {_version(name)}"
+        for name in ("trio-phoenix", "trio", "trio-websocket", "wsproto")
+    )
+    return (
+        f"{_cpu_model()} x{os.cpu_count()}, {platform.system()} {platform.release()}; "
+        f"{platform.python_implementation()} {platform.python_version()}; {packages}"
+    )
