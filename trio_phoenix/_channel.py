@@ -40,6 +40,11 @@ __all__ = ["DEFAULT_MAX_BUFFER", "Channel", "ChannelStatistics"]
 DEFAULT_MAX_BUFFER: Final = 1000
 
 
+_DEFAULT_PRESENCE_EVENTS: Final = frozenset({"presence_state", "presence_diff"})
+#: Shared, never mutated: a channel gets its own dict with its first presence view.
+_DEFAULT_LISTENERS: Final[dict[str, Presence]] = {}
+
+
 @attrs.frozen(kw_only=True)
 class ChannelStatistics:
     """A snapshot of a channel's counters."""
@@ -75,9 +80,10 @@ class Channel:
         self._join_response: Any = None
         self._messages_received = 0
         self._closed_dropped = 0
+        # Presence views, created on demand; the default one also on the first presence
+        # event, so that it tracks the channel from the start.
         self._presences: dict[tuple[str, str], Presence] = {}
-        self._listeners: dict[str, Presence] = {}
-        self.presence()  # the default view exists from the start, so no state is missed
+        self._listeners: dict[str, Presence] = _DEFAULT_LISTENERS
 
     def __repr__(self) -> str:
         return f"<trio_phoenix.Channel {self.topic!r} {self.state.value}>"
@@ -266,6 +272,8 @@ class Channel:
         if view is None:
             view = Presence(self, state_event, diff_event)
             self._presences[key] = view
+            if self._listeners is _DEFAULT_LISTENERS:
+                self._listeners = {}
             self._listeners[state_event] = view
             self._listeners[diff_event] = view
         return view
@@ -290,6 +298,8 @@ class Channel:
         self._messages_received += 1
         event = message.event
         listener = self._listeners.get(event)
+        if listener is None and event in _DEFAULT_PRESENCE_EVENTS and not self._presences:
+            listener = self.presence()
         if listener is not None:
             listener._handle(message)
         for events, subscription in self._subscriptions:

@@ -77,7 +77,7 @@ class Transport:
         self._close_received = trio.Event()
         self._done = False  # the reader must stop: close received, 1009, protocol error, EOF
         self._reading = False
-        self._unread: deque[Frame] = deque()
+        self._unread: deque[Frame] | None = None  # only used by receive()
 
     @property
     def closed(self) -> TransportClosed | None:
@@ -126,7 +126,7 @@ class Transport:
     async def receive(self) -> Frame:
         """The next message (``receive_batch`` is cheaper when many arrive together)."""
         if not self._unread:
-            self._unread.extend(await self.receive_batch())
+            self._unread = deque(await self.receive_batch())
         return self._unread.popleft()
 
     async def receive_batch(self) -> list[Frame]:

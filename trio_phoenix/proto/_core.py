@@ -30,7 +30,6 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -195,7 +194,7 @@ class ChannelCore:
     join_called: bool = False
     joined_once: bool = False
     close_reason: str | None = None
-    buffer: deque[Push] = attrs.Factory(deque)
+    buffer: list[Push] = attrs.Factory(list)
     pending: dict[str, Push] = attrs.Factory(dict)
     context: Any = None
 
@@ -812,9 +811,8 @@ class SocketCore:
             self._timers.cancel(push.timer)
 
     def _flush_buffer(self, channel: ChannelCore) -> None:
-        buffer = channel.buffer
-        while buffer:
-            push = buffer.popleft()
+        buffer, channel.buffer = channel.buffer, []
+        for push in buffer:
             ref = self.make_ref()
             try:
                 frame = self.serializer.encode(
@@ -928,8 +926,8 @@ class SocketCore:
                 self._timers.cancel(push.timer)
         self._fail_pending(channel, failure, reason)
         channel.pending.clear()
-        while channel.buffer:
-            push = channel.buffer.popleft()
+        buffer, channel.buffer = channel.buffer, []
+        for push in buffer:
             push.done = True
             self._timers.cancel(push.timer)
             self._events.append(PushFailed(push, failure, reason))
