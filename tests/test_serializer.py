@@ -936,3 +936,10 @@ def test_matches_phoenix_js_serializer() -> None:
             ours.topic,
             ours.event,
         )
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "NaN", "Infinity", "-Infinity"])
+def test_numbers_json_cannot_hold_are_malformed(number: str) -> None:
+    # Phoenix's Jason and JSON.parse reject these; a double cannot hold 1e999.
+    with pytest.raises(RemoteProtocolError, match="not valid JSON"):
+        V2_CLIENT.decode(f'[null,null,"t","e",{{"n":{number}}}]')
