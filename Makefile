@@ -39,5 +39,8 @@ check: lint test
 bench: $(VENV)/.stamp-install
 	$(BIN)/python -m benchmarks
 
+soak: $(VENV)/.stamp-install
+	$(BIN)/python tests/soak.py --minutes $(or $(MINUTES),10)
+
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -322,3 +322,11 @@ def test_matches_phoenix_js_end_point_url() -> None:
         if want != got
     ]
     assert mismatches == []
+
+
+def test_redact_url_hides_a_password() -> None:
+    assert (
+        redact_url("wss://ann:s3cret@example.org:4000/socket/websocket?token=x&vsn=2.0.0")
+        == "wss://ann:[REDACTED]@example.org:4000/socket/websocket?token=[REDACTED]&vsn=2.0.0"
+    )
+    assert redact_url("ws://ann@example.org/socket") == "ws://ann:[REDACTED]@example.org/socket"

@@ -524,7 +524,7 @@ class Socket:
                     return closed.code, closed.reason
             # Aborted by the core (heartbeat timeout): close without waiting on a dead peer.
             code, reason = self._aborted_with()
-            with trio.move_on_after(1.0):
+            with trio.move_on_after(0.1):  # a dead peer will not answer the close
                 await transport.aclose(code, reason)
             return code, reason
         finally:

@@ -178,13 +178,20 @@ def auth_token_subprotocols(token: str) -> list[str]:
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with every query value replaced by ``[REDACTED]``, for logs and errors.
+    """Return ``url`` with every query value (and any password) replaced by ``[REDACTED]``.
 
     Socket params usually carry tokens; they must never reach a log line or an exception text.
     """
     head, sep, query = url.partition("?")
+    scheme, slashes, rest = head.partition("://")
+    if slashes:
+        authority, slash, path = rest.partition("/")
+        userinfo, at, host = authority.rpartition("@")
+        if at:
+            user = userinfo.partition(":")[0]
+            head = f"{scheme}://{user}:[REDACTED]@{host}{slash}{path}"
     if not sep:
-        return url
+        return head
     redacted = []
     for part in query.split("&"):
         name, eq, value = part.partition("=")

@@ -1,0 +1,237 @@
+"""Bad input from the user: each misuse raises a clear, typed error and sends nothing.
+
+Two tables. Misuses of a connected socket and its channels are checked against the server's
+record of what it received: after the misuse, a ping goes out and must be the only frame the
+server saw since the misuse began (its reply proves everything sent before it has arrived).
+Misuses of ``open_socket`` itself must fail before any connection is made. Every error is a
+``PhoenixError`` subclass, and its message names the problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from trio_phoenix import (
+    Channel,
+    ChannelClosed,
+    EncodeError,
+    InvalidURL,
+    LocalProtocolError,
+    PhoenixError,
+    Socket,
+    SocketClosed,
+    V1JSONSerializer,
+    open_socket,
+)
+from trio_phoenix.testing import ServerConnection, TestServer, demo_channels, open_test_server
+
+TOPIC = "echo:misuse"
+
+
+@attrs.define(eq=False)
+class Setup:
+    """A connected socket with ``TOPIC`` joined, and the server's view of the connection."""
+
+    server: TestServer
+    socket: Socket
+    channel: Channel
+    connection: ServerConnection
+    mark: int | None = None
+
+    def nothing_sent_from_here(self) -> None:
+        self.mark = len(self.connection.received)
+
+
+@pytest.fixture
+async def setup(phoenix_server: TestServer) -> AsyncIterator[Setup]:
+    async with open_socket(phoenix_server.url) as socket, socket.channel(TOPIC) as channel:
+        yield Setup(phoenix_server, socket, channel, phoenix_server.connections[0])
+
+
+# -- misuses of a connected socket and its channels -----------------------------------------
+
+
+async def push_non_json(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    await s.channel.push("echo", {"when": object()})
+
+
+async def push_nan(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    await s.channel.push("echo", {"ratio": math.nan})
+
+
+async def push_binary_with_a_long_event(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    await s.channel.push("e" * 300, b"binary payload")
+
+
+async def push_binary_on_a_long_topic(s: Setup) -> None:
+    channel = s.socket.channel("echo:" + "t" * 300)
+    await channel.join()  # a long topic is fine in JSON frames
+    s.nothing_sent_from_here()
+    await channel.push("echo", b"binary payload")
+
+
+async def push_binary_with_the_v1_serializer(s: Setup) -> None:
+    s.nothing_sent_from_here()  # on the fixture's socket; this one is checked here
+    async with open_socket(s.server.url, serializer=V1JSONSerializer()) as socket:
+        channel = socket.channel("echo:v1")
+        await channel.join()
+        connection = s.server.connections[-1]
+        before = len(connection.received)
+        try:
+            await channel.push("echo", b"binary payload")
+        finally:
+            await socket.ping()
+            assert [m.event for m in connection.received[before:]] == ["heartbeat"]
+
+
+async def join_with_non_json_params(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    await s.socket.channel("echo:params", {"when": object()}).join()
+
+
+async def push_before_join(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    await s.socket.channel("echo:never").push("echo", {})
+
+
+async def push_after_leave(s: Setup) -> None:
+    channel = s.socket.channel("echo:left")
+    await channel.join()
+    await channel.leave()
+    s.nothing_sent_from_here()
+    await channel.push("echo", {})
+
+
+async def join_twice(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    await s.channel.join()
+
+
+async def join_a_topic_another_channel_holds(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    await s.socket.channel(TOPIC).join()
+
+
+async def channel_with_negative_timeout(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    await s.socket.channel("echo:negative", timeout=-1).join()
+
+
+async def subscribe_on_a_closed_channel(s: Setup) -> None:
+    channel = s.socket.channel("echo:closed")
+    await channel.join()
+    await channel.leave()
+    s.nothing_sent_from_here()
+    async with channel.subscribe():
+        pytest.fail("subscribed to a closed channel")
+
+
+async def push_a_reserved_event(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    await s.channel.push("phx_leave", {})
+
+
+async def push_a_non_string_event(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    event: Any = 42
+    await s.channel.push(event, {})
+
+
+async def channel_with_a_non_string_topic(s: Setup) -> None:
+    s.nothing_sent_from_here()
+    topic: Any = ("room", 1)
+    await s.socket.channel(topic).join()
+
+
+async def push_on_a_closed_socket(s: Setup) -> None:
+    async with open_socket(s.server.url) as socket:
+        channel = socket.channel("echo:closing")
+        await channel.join()
+        s.connection = s.server.connections[-1]
+    s.nothing_sent_from_here()
+    await channel.push("echo", {})
+
+
+Misuse = Callable[[Setup], Awaitable[None]]
+CHANNEL_MISUSES: list[tuple[Misuse, type[PhoenixError], str]] = [
+    (push_non_json, EncodeError, r"not JSON-serializable"),
+    (push_nan, EncodeError, r"not JSON-serializable.*float"),
+    (push_binary_with_a_long_event, EncodeError, r"event.*255 bytes.*300 bytes"),
+    (push_binary_on_a_long_topic, EncodeError, r"topic.*255 bytes"),
+    (push_binary_with_the_v1_serializer, EncodeError, r"V1 serializer.*binary"),
+    (join_with_non_json_params, EncodeError, r"not JSON-serializable"),
+    (push_before_join, LocalProtocolError, r"before joining"),
+    (push_after_leave, ChannelClosed, r"'echo:left' is closed \(left\)"),
+    (join_twice, LocalProtocolError, r"joined once"),
+    (join_a_topic_another_channel_holds, LocalProtocolError, r"'echo:misuse' already has"),
+    (channel_with_negative_timeout, LocalProtocolError, r"timeout must be a non-negative"),
+    (subscribe_on_a_closed_channel, ChannelClosed, r"'echo:closed' is closed"),
+    (push_a_reserved_event, LocalProtocolError, r"'phx_leave' is reserved"),
+    (push_a_non_string_event, LocalProtocolError, r"event must be a string, got int"),
+    (channel_with_a_non_string_topic, LocalProtocolError, r"topic must be a string"),
+    (push_on_a_closed_socket, SocketClosed, r"socket is closed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("misuse", "error", "message"),
+    CHANNEL_MISUSES,
+    ids=[m.__name__ for m, _, _ in CHANNEL_MISUSES],
+)
+async def test_channel_misuse_raises_a_typed_error_and_sends_nothing(
+    setup: Setup, misuse: Misuse, error: type[PhoenixError], message: str
+) -> None:
+    with trio.fail_after(10):
+        with pytest.raises(error, match=message) as raised:
+            await misuse(setup)
+        assert isinstance(raised.value, PhoenixError)
+        assert setup.mark is not None
+        if setup.connection.closed:
+            assert setup.connection.received[setup.mark :] == []
+            return
+        await setup.socket.ping()
+        sent = [(m.topic, m.event) for m in setup.connection.received[setup.mark :]]
+        assert sent == [("phoenix", "heartbeat")]
+        # The socket and the joined channel carry on.
+        assert await setup.channel.push("echo", {"ok": True}) == {"ok": True}
+
+
+# -- misuses of open_socket ------------------------------------------------------------------
+
+WS = "ws://{host}/socket"
+SOCKET_MISUSES: dict[str, tuple[str, dict[str, Any], type[PhoenixError], str]] = {
+    "ftp-scheme": ("ftp://{host}/socket", {}, InvalidURL, r"must start with ws://"),
+    "no-scheme": ("{host}/socket", {}, InvalidURL, r"must start with ws://"),
+    "no-host": ("ws:///socket", {}, InvalidURL, r"no host"),
+    "bad-port": ("ws://{host}:99999/socket", {}, InvalidURL, r"[Pp]ort"),
+    "negative-timeout": (WS, {"timeout": -1}, LocalProtocolError, r"timeout"),
+    "nan-timeout": (WS, {"timeout": math.nan}, LocalProtocolError, r"timeout"),
+    "heartbeat-interval": (WS, {"heartbeat_interval": -1}, LocalProtocolError, r"heartbeat"),
+    "connect-timeout": (WS, {"connect_timeout": -1}, LocalProtocolError, r"connect_timeout"),
+    "close-timeout": (WS, {"close_timeout": -1}, LocalProtocolError, r"close_timeout"),
+    "max-message-size": (WS, {"max_message_size": 0}, LocalProtocolError, r"max_message_size"),
+}
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "error", "message"), SOCKET_MISUSES.values(), ids=SOCKET_MISUSES
+)
+async def test_open_socket_misuse_raises_a_typed_error_before_connecting(
+    url: str, options: dict[str, Any], error: type[PhoenixError], message: str
+) -> None:
+    async with open_test_server(demo_channels()) as server:
+        host = f"127.0.0.1:{server.port}"
+        with trio.fail_after(10), pytest.raises(error, match=message) as raised:
+            async with open_socket(url.format(host=host), **options):
+                pass
+        assert isinstance(raised.value, PhoenixError)
+        assert server.accepted_connections == []
