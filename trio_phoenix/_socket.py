@@ -5,8 +5,9 @@ Rules this module keeps:
 1. The sans-IO ``SocketCore`` decides; this module only moves bytes and time. After every call
    into the core, ``_pump()`` dispatches the core's events (wake waiters, feed subscribers) and
    wakes the writer and timer tasks. Nothing in ``_pump()`` blocks.
-2. Three kinds of task, all inside the socket's own nursery: the connection supervisor (opens
-   connections and runs one reader and one writer per connection), and the timer task (feeds
+2. Three tasks per socket, all inside the socket's own nursery: the supervisor (opens each
+   connection and reads it until it ends), the writer (sends the core's frames on the current
+   connection, all queued frames in one write) and the timer task (feeds
    ``trio.current_time()`` to the core when its next deadline passes). Only the writer writes,
    so frames go out in the order the core produced them.
 3. No task outlives ``open_socket``; the caller sees their own exception, never an internal
