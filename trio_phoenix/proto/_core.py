@@ -22,7 +22,9 @@ Rules this module keeps:
    not queued while disconnected but sent when the connection opens (so a stale join is never
    replayed); ``leave`` waits for the server's reply; a first join that fails or times out
    closes the channel instead of retrying forever; a clean close (1000) from the server
-   reconnects unless ``reconnect_on_clean_close`` is false.
+   reconnects unless ``reconnect_on_clean_close`` is false; the reconnect backoff restarts
+   only after a connection that lived ``STABLE_CONNECTION`` seconds, not on every open; a
+   second live channel on a topic is refused instead of leaving the first.
 """
 
 from __future__ import annotations
