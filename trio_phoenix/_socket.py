@@ -273,7 +273,7 @@ class Socket:
                                 nursery.start_soon(core.context.leave)
             self._core.close()
             self._pump()
-            self._set_state_changed()
+            self._state_changed.fire()
             transport = self._transport
             if transport is not None:
                 with trio.move_on_after(self._close_timeout) as scope:
@@ -375,9 +375,6 @@ class Socket:
         for subscription in self._lifecycle:
             subscription.offer(event)
 
-    def _set_state_changed(self) -> None:
-        self._state_changed.fire()
-
     def _abort_connection(self, code: int, reason: str) -> None:
         self._abort_reason = (code, reason)
         if self._connection_scope is not None:
@@ -419,7 +416,7 @@ class Socket:
             finally:
                 self._core.close()
                 self._pump()
-                self._set_state_changed()
+                self._state_changed.fire()
 
     async def _run_timers(self) -> None:
         """Feed the time to the core whenever its next deadline passes; ``_pump`` moves the
@@ -445,13 +442,13 @@ class Socket:
         started = False
         while not self._closed_for_good():
             core.connection_started(trio.current_time())
-            self._set_state_changed()
+            self._state_changed.fire()
             transport = await self._open(first=not started)
             if transport is not None:
                 self._transport = transport  # where the writer sends from now on
                 core.connection_opened(trio.current_time())
                 self._pump()
-                self._set_state_changed()
+                self._state_changed.fire()
                 logger.info("connected to %s", redact_url(self._url))
                 self._emit(life.Connected(connects=core.statistics().connects))
                 if not started:
@@ -467,12 +464,12 @@ class Socket:
                 self._emit(life.Disconnected(code=code, reason=reason))
                 core.connection_lost(trio.current_time(), code)
                 self._pump()
-                self._set_state_changed()
+                self._state_changed.fire()
             if core.state is ConnectionState.DISCONNECTED:
                 logger.warning("the reconnect policy gave up; the socket is closed")
                 core.close()
                 self._pump()
-                self._set_state_changed()
+                self._state_changed.fire()
             if not self._closed_for_good():
                 await self._reconnect_due.wait()
         if not started and task_status is not None:
@@ -510,7 +507,7 @@ class Socket:
             self._core.connection_failed(trio.current_time())
             self._emit(life.ConnectFailed(error=error))
             self._pump()
-            self._set_state_changed()
+            self._state_changed.fire()
             return None
 
     async def _run_connection(self, transport: Transport) -> tuple[int | None, str | None]:
