@@ -1,6 +1,8 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo    runs the chat example on an embedded in-process Phoenix-protocol server
-#   make check   runs the whole check: ruff, ruff format --check, mypy --strict, pytest (+ coverage)
+#   make check   runs the whole check: ruff, ruff format --check, mypy --strict, pytest (+ coverage);
+#                with CI set it installs Elixir (apt-get) and builds the real Phoenix app of
+#                tests/phoenix_app, whose scenarios then must run
 # Both create .venv themselves; `make check` also installs the npm packages of tests/js.
 
 PYTHON ?= python3
@@ -29,6 +31,7 @@ lint: $(VENV)/.stamp-install
 	$(BIN)/mypy
 
 test: $(VENV)/.stamp-install $(JS)/node_modules/.stamp-install
+	$(BIN)/python tests/scenarios/real_phoenix.py prepare
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
@@ -43,4 +46,4 @@ soak: $(VENV)/.stamp-install
 	$(BIN)/python tests/soak.py --minutes $(or $(MINUTES),10)
 
 clean:
-	rm -rf $(VENV) $(JS)/node_modules .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(JS)/node_modules tests/phoenix_app/_build tests/phoenix_app/_deps-src .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -29,7 +29,7 @@ import trio
 
 from trio_phoenix import Channel, Socket, SocketState
 
-#: The modules whose tests get the hygiene check.
+#: The modules whose tests get the hygiene check (and every module of ``tests/scenarios``).
 CLIENT_TEST_MODULES = frozenset(
     {
         "test_socket",
@@ -103,8 +103,10 @@ def _client_hygiene_check(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[ClientHygiene]:
     hygiene = ClientHygiene()
-    module = request.module.__name__.rpartition(".")[2]
-    if module not in CLIENT_TEST_MODULES:
+    module = request.module.__name__
+    if module.rpartition(".")[2] not in CLIENT_TEST_MODULES and not module.startswith(
+        "scenarios."
+    ):
         yield hygiene
         return
     socket_init = Socket.__init__

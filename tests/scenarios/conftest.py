@@ -15,11 +15,30 @@ from typing import Literal
 import attrs
 import pytest
 
+from trio_phoenix import Channel, ReplyLost
 from trio_phoenix.testing import open_test_server
 
 from . import app, real_phoenix
 
 Kind = Literal["testing", "phoenix"]
+
+#: Seconds any one scenario may take before it fails (real time: both servers are real).
+LIMIT = 15.0
+
+
+async def disconnect_me(channel: Channel) -> None:
+    """Make the server disconnect this channel's socket by its id (the socket needs a user).
+
+    The ``disconnect`` event has no reply: the connection closes first, so the push ends in
+    `ReplyLost`.
+    """
+    with pytest.raises(ReplyLost):
+        await channel.push("disconnect", {})
+
+
+def fast_rejoin(attempt: int) -> float:
+    """A rejoin schedule for scenarios: 50 ms, so a crash is rejoined quickly."""
+    return 0.05
 
 
 @attrs.frozen
@@ -51,9 +70,7 @@ def server_kind(request: pytest.FixtureRequest) -> tuple[Kind, str | None]:
 
 
 @pytest.fixture
-async def server(
-    server_kind: tuple[Kind, str | None]
-) -> AsyncIterator[ScenarioServer]:
+async def server(server_kind: tuple[Kind, str | None]) -> AsyncIterator[ScenarioServer]:
     """The scenario app on the server of this parametrization."""
     kind, url = server_kind
     if url is not None:
