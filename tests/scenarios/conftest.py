@@ -10,7 +10,7 @@ with ``CI`` set they must run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import pytest
@@ -49,12 +49,38 @@ class ScenarioServer:
     url: str
 
 
+_NOT_HERE = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without Elixir and outside CI, deselect the real-Phoenix runs (reported in one line)."""
+    if real_phoenix.have_elixir() or real_phoenix.in_ci():
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_phoenix = callspec is not None and callspec.params.get("server_kind") == "phoenix"
+        (dropped if on_phoenix else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        config.stash[_NOT_HERE] = len(dropped)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say once why the real-Phoenix runs did not happen, and how to enable them."""
+    if _NOT_HERE in config.stash:
+        count = config.stash[_NOT_HERE]
+        terminalreporter.write_line(f"{real_phoenix.HOW_TO_ENABLE}: {count} runs deselected")
+
+
 @pytest.fixture(scope="session")
 def phoenix_app() -> Iterator[str]:
     """The socket URL of the real Phoenix app, started once for the session."""
-    if not real_phoenix.have_elixir() and not real_phoenix.in_ci():
-        pytest.skip(real_phoenix.HOW_TO_ENABLE)
-    real_phoenix.prepare()
+    why_not = real_phoenix.prepare()
+    if why_not:
+        pytest.skip(why_not)
     with real_phoenix.start_app() as url:
         yield url
 

@@ -44,6 +44,11 @@ HOW_TO_ENABLE: Final = (
     "real-Phoenix scenarios skipped: Elixir is not installed "
     f"(apt-get install {' '.join(PACKAGES[:2])} ..., or run `make check` with CI=true as root)"
 )
+#: Printed when Hex cannot be reached and no dependency sources are at hand.
+NO_SOURCES: Final = (
+    "real-Phoenix scenarios skipped: no dependency sources (set PHOENIX_DEPS, or keep "
+    "shared/phoenix/ beside the clone) and Hex failed"
+)
 BUILD_TIMEOUT: Final = 600.0
 START_TIMEOUT: Final = 60.0
 
@@ -93,6 +98,7 @@ def _mix(*args: str, env: dict[str, str]) -> None:
         ["mix", *args],
         cwd=APP_DIR,
         env=env,
+        stdin=subprocess.DEVNULL,  # never wait at Mix's "Shall I install Hex?" prompt
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT,
@@ -118,16 +124,25 @@ def install_toolchain() -> None:
     subprocess.run([*apt, "install", *PACKAGES], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
-def prepare() -> bool:
-    """Make the app runnable: returns ``False`` (and prints why) when the suite cannot run."""
+def prepare() -> str | None:
+    """Make the app runnable; outside CI, return why it cannot run here instead of raising.
+
+    Raises:
+        PhoenixAppError: the build failed (outside CI: only when Mix had the sources).
+    """
     if not have_elixir():
         if not in_ci():
-            print(HOW_TO_ENABLE)
-            return False
+            return HOW_TO_ENABLE
         print("installing Elixir and Erlang from Debian for the real-Phoenix scenarios")
         install_toolchain()
+    if deps_dir() is None and not in_ci():
+        try:
+            build()
+        except PhoenixAppError as exc:
+            return f"{NO_SOURCES} ({str(exc).splitlines()[1]})"
+        return None
     build()
-    return True
+    return None
 
 
 @contextmanager
@@ -179,10 +194,15 @@ def main(argv: list[str]) -> int:
     """The script's entry point."""
     command = argv[1] if len(argv) > 1 else "prepare"
     if command == "prepare":
-        prepare()
+        why_not = prepare()
+        if why_not:
+            print(why_not)
         return 0
     if command == "run":
-        build()
+        why_not = prepare()
+        if why_not:
+            print(why_not, file=sys.stderr)
+            return 1
         with start_app() as url:
             print(url, flush=True)
             try:
