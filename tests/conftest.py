@@ -26,8 +26,16 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
 
 from trio_phoenix import Channel, Socket, SocketState
+
+# One Hypothesis profile for the suite: nothing may depend on the machine's speed (a busy
+# 2-core CI machine runs examples several times slower), so no deadline and no too_slow check.
+settings.register_profile(
+    "trio_phoenix", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("trio_phoenix")
 
 #: The modules whose tests get the hygiene check (and every module of ``tests/scenarios``).
 CLIENT_TEST_MODULES = frozenset(

@@ -430,3 +430,49 @@ async def test_ctrl_c_interrupts_listen_with_130(server: TestServer) -> None:
     finally:
         process.kill()
         await process.wait()
+
+
+# -- under pressure ----------------------------------------------------------------------------
+
+
+async def test_listen_into_a_closed_pipe_ends_quietly_with_0(server: TestServer) -> None:
+    """``trio-phoenix listen ... | head -1``: the reader goes away; ``listen`` stops, exit 0."""
+    process = await trio.lowlevel.open_process(
+        [*PYTHON, "listen", "-q", server.url, "echo:pipe"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        await wait_joined(server, "echo:pipe")
+        for n in range(2):
+            server.broadcast("echo:pipe", "tick", {"n": n})
+        assert json.loads(await read_line(process.stdout, bytearray()))["payload"] == {"n": 0}
+        await process.stdout.aclose()  # like `head -1` exiting
+        for n in range(2, 50):  # whatever comes next has nowhere to go
+            server.broadcast("echo:pipe", "tick", {"n": n})
+        with trio.fail_after(LIMIT):
+            assert await process.wait() == 0
+        errors = b""
+        while chunk := await process.stderr.receive_some():
+            errors += chunk
+        assert errors == b""
+    finally:
+        process.kill()
+        await process.wait()
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_serve_rejects_bad_ports(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["serve", "--port", port]) == 2
+    assert "port" in capsys.readouterr().err
+
+
+async def test_options_between_positionals(
+    server: TestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["push", server.url, "echo:i", "echo", "--vsn", "1", '{"a": 1}', "--timeout", "5"]
+    assert await cli(*argv) == 0
+    assert json_lines(capsys.readouterr().out) == [{"status": "ok", "response": {"a": 1}}]

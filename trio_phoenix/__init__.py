@@ -6,6 +6,8 @@ protocol itself lives in the sans-IO ``trio_phoenix.proto``; ``trio_phoenix.test
 in-process Phoenix-protocol server and pytest fixtures.
 """
 
+import logging as _logging
+
 from .proto import (
     ChannelState as ChannelState,
     Message as Message,
@@ -78,3 +80,7 @@ else:
     )
 
 __version__ = "0.1.0.dev0"
+
+# A library logs but leaves output to the application: without this, a program that never
+# configured logging would get every connect retry's WARNING on stderr (logging's last resort).
+_logging.getLogger("trio_phoenix").addHandler(_logging.NullHandler())

@@ -30,6 +30,7 @@ import argparse
 import base64
 import json
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -165,6 +166,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -201,6 +212,23 @@ def _message_record(message: Message) -> dict[str, Any]:
     record["join_ref"] = message.join_ref
     record["ref"] = message.ref
     return record
+
+
+def _print_line(line: str) -> bool:
+    """Print ``line`` to stdout; ``False`` once stdout is a closed pipe.
+
+    Later writes (and the interpreter's final flush) then go to ``os.devnull``, so a reader
+    that stops early, like ``head`` or ``jq`` in a pipeline, ends ``listen`` with status 0 and
+    no "Broken pipe" noise, as ``cat`` does.
+    """
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+    return True
 
 
 # -- connecting -----------------------------------------------------------------------------------
@@ -312,7 +340,8 @@ async def _listen(args: argparse.Namespace) -> int:
                     nursery.start_soon(_report, events, args.topic)
                 try:
                     async for message in messages:
-                        print(_dumps(_message_record(message)), flush=True)
+                        if not _print_line(_dumps(_message_record(message))):
+                            break  # the reader went away (`| head -1`): done, quietly
                         received += 1
                         if args.count is not None and received >= args.count:
                             break
@@ -498,7 +527,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="the address (default: 127.0.0.1)")
     serve.add_argument(
-        "--port", type=int, default=4000, help="the port (default: 4000; 0 picks a free one)"
+        "--port", type=_port, default=4000, help="the port (default: 4000; 0 picks a free one)"
     )
     serve.add_argument(
         "--bots", action="store_true", help="put simulated users (alice, bob) in room:lobby"
@@ -534,11 +563,24 @@ def _configure_logging(verbosity: int) -> None:
             stream=sys.stderr,
         )
         return
-    # Errors are reported once, by the CLI; without -v, keep the library's warnings (which
-    # logging would print as a last resort) out of the way.
-    library = logging.getLogger("trio_phoenix")
-    if not library.handlers:
-        library.addHandler(logging.NullHandler())
+    # Without -v errors are reported once, by the CLI; the library's own NullHandler keeps its
+    # warnings off stderr.
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``, accepting a command's options anywhere among its positionals.
+
+    argparse cannot mix options and positionals across subcommands
+    (``parse_intermixed_args`` refuses subparsers), so the command's own arguments are parsed
+    again, intermixed, by its subparser.
+    """
+    args, _ = parser.parse_known_args(argv)
+    subparsers = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    position = argv.index(args.command)
+    command: argparse.ArgumentParser = subparsers.choices[args.command]
+    return command.parse_intermixed_args(argv[position + 1 :], namespace=args)
 
 
 def _fail(message: str, status: int) -> int:
@@ -553,7 +595,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     _configure_logging(args.verbose)
