@@ -13,7 +13,7 @@ configuration, or mark the tests as below). Run this file: ``pytest examples/tes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import trio
@@ -24,13 +24,11 @@ from trio_phoenix.testing import (
     ChannelSocket,
     ConnectInfo,
     HandleInResult,
+    PhoenixServerFactory,
     Reject,
     Reply,
     TestServer,
 )
-
-if TYPE_CHECKING:
-    from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
 
 pytestmark = pytest.mark.trio  # not needed with trio_mode = true
 

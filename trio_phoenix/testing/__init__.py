@@ -27,6 +27,7 @@ from ._demo import (
     open_chat_demo as open_chat_demo,
     run_chat_demo as run_chat_demo,
 )
+from ._factory import PhoenixServerFactory as PhoenixServerFactory
 from ._handlers import (
     ChannelFactory as ChannelFactory,
     ChannelHandler as ChannelHandler,

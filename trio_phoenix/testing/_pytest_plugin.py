@@ -28,9 +28,11 @@ Fixtures:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Protocol, Unpack
+from typing import TYPE_CHECKING, Final, Unpack
 
 import pytest
+
+from ._factory import PhoenixServerFactory
 
 if TYPE_CHECKING:
     from ._handlers import ChannelFactory
@@ -38,17 +40,27 @@ if TYPE_CHECKING:
 
 __all__ = ["PhoenixServerFactory", "phoenix_server", "phoenix_server_factory"]
 
+_FIXTURES: Final = frozenset({"phoenix_server", "phoenix_server_factory"})
+_NEEDS_TRIO: Final = (
+    "{fixture} is an async fixture and needs pytest-trio to run the test in Trio: "
+    "pip install 'trio-phoenix[pytest]', then set trio_mode = true in your pytest "
+    "configuration or mark the test with @pytest.mark.trio"
+)
 
-class PhoenixServerFactory(Protocol):
-    """The type of the ``phoenix_server_factory`` fixture."""
 
-    async def __call__(
-        self,
-        channels: Mapping[str, ChannelFactory] | None = None,
-        **options: Unpack[TestServerOptions],
-    ) -> TestServer:
-        """Start a `TestServer` that lives until the end of the test."""
-        ...
+def _runs_in_trio(item: pytest.Item) -> bool:
+    """Whether pytest-trio will run ``item`` (installed, and trio mode or the trio mark)."""
+    if not item.config.pluginmanager.hasplugin("trio"):
+        return False
+    return bool(item.config.getini("trio_mode")) or item.get_closest_marker("trio") is not None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a test that uses our fixtures without pytest-trio, saying what to install."""
+    used = _FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    if used and not _runs_in_trio(item):
+        pytest.fail(_NEEDS_TRIO.format(fixture=" and ".join(sorted(used))), pytrace=False)
 
 
 @pytest.fixture
