@@ -1,6 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo    runs the chat example on an embedded in-process Phoenix-protocol server
-#   make check   runs the whole check: ruff, ruff format --check, mypy --strict, pytest (+ coverage);
+#   make check   runs the whole check: ruff, ruff format --check, mypy --strict, the docs site
+#                (warnings as errors), pytest (+ coverage);
 #                with CI set it installs Elixir (apt-get) and builds the real Phoenix app of
 #                tests/phoenix_app, whose scenarios then must run
 # Both create .venv themselves; `make check` also installs the npm packages of tests/js.
@@ -10,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/js
 
-.PHONY: demo check test lint bench soak clean
+.PHONY: demo check test lint docs bench soak clean
 
 $(VENV)/.stamp-install: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +38,11 @@ test: $(VENV)/.stamp-install $(JS)/node_modules/.stamp-install
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report --include='trio_phoenix/proto/*' --fail-under=100
 
-check: lint test
+# The documentation site, warnings as errors (its samples run in the test suite).
+docs: $(VENV)/.stamp-install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+check: lint docs test
 
 bench: $(VENV)/.stamp-install
 	$(BIN)/python -m benchmarks
@@ -46,4 +51,4 @@ soak: $(VENV)/.stamp-install
 	$(BIN)/python tests/soak.py --minutes $(or $(MINUTES),10)
 
 clean:
-	rm -rf $(VENV) $(JS)/node_modules tests/phoenix_app/_build tests/phoenix_app/_deps-src .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) docs/_build $(JS)/node_modules tests/phoenix_app/_build tests/phoenix_app/_deps-src .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis

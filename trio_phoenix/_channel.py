@@ -90,6 +90,7 @@ class Channel:
 
     @property
     def topic(self) -> str:
+        """The channel's topic, such as ``"room:lobby"``."""
         return self._core.topic
 
     @property
@@ -99,6 +100,7 @@ class Channel:
 
     @property
     def state(self) -> ChannelState:
+        """Where the channel stands: `ChannelState` (``closed``, ``joining``, ``joined``, ...)."""
         return self._core.state
 
     @property
@@ -279,6 +281,7 @@ class Channel:
         return view
 
     def statistics(self) -> ChannelStatistics:
+        """A snapshot of the channel's counters: pending replies, buffered pushes, messages."""
         core = self._core
         return ChannelStatistics(
             topic=core.topic,

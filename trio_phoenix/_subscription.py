@@ -153,6 +153,7 @@ class Subscription(trio.abc.ReceiveChannel[T], Generic[T]):
         self._receive.close()
 
     def statistics(self) -> SubscriptionStatistics:
+        """A snapshot: messages buffered now, the bound, delivered and dropped so far."""
         return SubscriptionStatistics(
             buffered=self._buffered,
             max_buffer=self.max_buffer,

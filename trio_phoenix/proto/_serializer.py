@@ -146,6 +146,11 @@ class V2JSONSerializer:
     # -- encoding --------------------------------------------------------------------------
 
     def encode(self, message: Message) -> Frame:
+        """The frame for ``message``: a JSON array, or a binary frame for ``bytes`` payloads.
+
+        Raises:
+            EncodeError: the payload is not JSON, or a binary frame's field is too long.
+        """
         payload = message.payload
         if self.role == "server" and message.event == PHX_REPLY:
             if isinstance(payload, dict) and isinstance(
@@ -197,6 +202,11 @@ class V2JSONSerializer:
     # -- decoding --------------------------------------------------------------------------
 
     def decode(self, frame: Frame) -> Message:
+        """The message in ``frame`` (a text or a binary frame of this serializer's peer).
+
+        Raises:
+            RemoteProtocolError: the frame is malformed.
+        """
         if isinstance(frame, str):
             return self._decode_text(frame)
         if isinstance(frame, bytes | bytearray | memoryview):
@@ -272,6 +282,11 @@ class V1JSONSerializer:
         return f"V1JSONSerializer(role={self.role!r})"
 
     def encode(self, message: Message) -> Frame:
+        """The text frame for ``message``: a JSON object.
+
+        Raises:
+            EncodeError: the payload is not JSON, or holds ``bytes`` (V1 has no binary frames).
+        """
         if _contains_bytes(message.payload):
             raise EncodeError("the V1 serializer cannot carry binary payloads; use V2")
         data: dict[str, Any] = {
@@ -285,6 +300,11 @@ class V1JSONSerializer:
         return _dump(data)
 
     def decode(self, frame: Frame) -> Message:
+        """The message in a text ``frame``.
+
+        Raises:
+            RemoteProtocolError: the frame is binary or malformed.
+        """
         if not isinstance(frame, str):
             raise RemoteProtocolError("the V1 serializer only accepts text frames")
         data = _load(frame)
