@@ -33,11 +33,11 @@ from trio_phoenix.proto._presence import (
     PresenceEntry,
     PresenceJoin,
     PresenceLeave,
-    PresenceSync,
     PresenceSynced,
     sync_diff,
     sync_state,
 )
+from trio_phoenix.proto._presence_view import PresenceSync
 
 pytestmark = pytest.mark.node
 
