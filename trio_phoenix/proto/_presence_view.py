@@ -198,13 +198,13 @@ PresenceSynced()]
         Raises:
             RemoteProtocolError: the payload is malformed; nothing changed.
         """
-        new_state = _check_presences(payload, "presence state", RemoteProtocolError)
+        joins, leaves = self._diff_to(payload)
         changes: builtins.list[PresenceChange] = []
         self._join_ref = channel_join_ref
         self._snapshot = None
-        self._sync_state(new_state, changes)
-        for joins, leaves in self._pending_diffs:
-            self._apply_diff(joins, leaves, changes)
+        self._apply(joins, leaves, changes)
+        for queued_joins, queued_leaves in self._pending_diffs:
+            self._apply(queued_joins, queued_leaves, changes)
         self._pending_diffs = []
         changes.append(PresenceSynced())
         return changes
@@ -224,28 +224,36 @@ PresenceSynced()]
         Raises:
             RemoteProtocolError: the payload is malformed; nothing changed.
         """
-        joins, leaves = _check_diff(payload)
+        joins, leaves = _frozen_diff(payload)
         if self.in_pending_sync_state(channel_join_ref):
-            self._pending_diffs.append((_clone(joins), _clone(leaves)))
+            self._pending_diffs.append((joins, leaves))
             return []
         changes: builtins.list[PresenceChange] = []
         self._snapshot = None
-        self._apply_diff(joins, leaves, changes)
+        self._apply(joins, leaves, changes)
         changes.append(PresenceSynced())
         return changes
 
     # --- the sync rules on read-only entries --------------------------------------------------
 
-    def _sync_state(
-        self, new_state: PresenceState, changes: builtins.list[PresenceChange]
-    ) -> None:
-        # phoenix.js syncState: compute the diff from the view to `new_state`, apply it.
+    def _diff_to(self, payload: object) -> tuple[PresenceState, PresenceState]:
+        # phoenix.js syncState, first half: the diff from the view to the payload's state,
+        # frozen. The payload is checked on the way; nothing changes before the diff is whole.
+        diff = self._frozen_diff_to(payload) if isinstance(payload, dict) else None
+        if diff is None:
+            _check_presences(payload, "presence state", RemoteProtocolError)
+            raise AssertionError("a malformed presence state passed the check")  # pragma: no cover
+        return diff
+
+    def _frozen_diff_to(
+        self, new_state: dict[Any, Any]
+    ) -> tuple[PresenceState, PresenceState] | None:
         # Walking dicts in insertion order instead of JS order is enough here: the diff's keys
         # are put in JS order when it is applied, and insertion order is JS order for the keys
         # whose relative order survives that (the non-index ones).
         entries = self._entries
-        joins: dict[str, PresenceEntry] = {}
-        leaves: dict[str, PresenceEntry] = {}
+        joins: PresenceState = {}
+        leaves: PresenceState = {}
         # Vanished keys first, in the view's order, then keys that lost some metas, in
         # new_state's order (as phoenix.js builds its leaves).
         for key, presence in entries.items():
@@ -254,38 +262,41 @@ PresenceSynced()]
         for key, new_presence in new_state.items():
             current = entries.get(key)
             if current is None:
-                joins[key] = freeze(new_presence)
+                frozen = _freeze_presence(new_presence)
+                if frozen is None or not isinstance(key, str):
+                    return None
+                joins[key] = frozen
                 continue
-            new_metas = new_presence["metas"]
+            new_refs = _refs(new_presence)
+            if new_refs is None:
+                return None
             current_metas = current["metas"]
-            new_refs = [meta["phx_ref"] for meta in new_metas]
             current_refs = [meta["phx_ref"] for meta in current_metas]
             if new_refs == current_refs:
                 continue  # the usual case on a rejoin: nothing joined, nothing left
             new_set = set(new_refs)
             current_set = set(current_refs)
-            joined = [meta for meta in new_metas if meta["phx_ref"] not in current_set]
+            joined = [meta for meta in new_presence["metas"] if meta["phx_ref"] not in current_set]
             left = [meta for meta in current_metas if meta["phx_ref"] not in new_set]
             if joined:
                 joins[key] = freeze({**new_presence, "metas": joined})
             if left:
                 leaves[key] = ReadOnlyDict({**current, "metas": ReadOnlyList(left)})
-        for key in js_keys(joins):
-            self._join(key, joins[key], changes)
-        for key in js_keys(leaves):
-            self._leave(key, leaves[key], changes)
+        return joins, leaves
 
-    def _apply_diff(
+    def _apply(
         self,
         joins: PresenceState,
         leaves: PresenceState,
         changes: builtins.list[PresenceChange],
     ) -> None:
-        # phoenix.js syncDiff: all joins, then all leaves, each in JS key order.
-        for key in js_keys(joins):
-            self._join(key, freeze(joins[key]), changes)
-        for key in js_keys(leaves):
-            self._leave(key, freeze(leaves[key]), changes)
+        # phoenix.js syncDiff on a frozen diff: all joins, then all leaves, each in JS key
+        # order.
+        # (A diff usually holds one key or two: no need to order those.)
+        for key in joins if len(joins) < 2 else js_keys(joins):
+            self._join(key, joins[key], changes)
+        for key in leaves if len(leaves) < 2 else js_keys(leaves):
+            self._leave(key, leaves[key], changes)
 
     def _join(
         self, key: str, joined: PresenceEntry, changes: builtins.list[PresenceChange]
@@ -331,3 +342,75 @@ PresenceSynced()]
             del entries[key]
             if self._indices.pop(key, None) is not None:
                 self._sorted_indices = None
+
+
+# --- checking and freezing payloads in one pass -----------------------------------------------
+# The fast path checks the shape with cheap tests; whatever fails them is handed to the full
+# checks of ._presence, which raise the detailed error.
+
+
+def _refs(presence: object) -> builtins.list[str] | None:
+    """The ``phx_ref`` of each meta of a well-formed presence; ``None`` if malformed."""
+    if not isinstance(presence, dict):
+        return None
+    metas = presence.get("metas")
+    if not isinstance(metas, builtins.list):
+        return None
+    refs = []
+    for meta in metas:
+        if not isinstance(meta, dict):
+            return None
+        ref = meta.get("phx_ref")
+        if not isinstance(ref, str):
+            return None
+        refs.append(ref)
+    return refs
+
+
+def _freeze_presence(presence: object) -> PresenceEntry | None:
+    """A read-only copy of a well-formed presence; ``None`` if malformed."""
+    if not isinstance(presence, dict):
+        return None
+    metas = presence.get("metas")
+    if not isinstance(metas, builtins.list):
+        return None
+    frozen = []
+    for meta in metas:
+        if not isinstance(meta, dict) or not isinstance(meta.get("phx_ref"), str):
+            return None
+        for value in meta.values():
+            if isinstance(value, (dict, builtins.list)):
+                frozen.append(freeze(meta))
+                break
+        else:
+            frozen.append(ReadOnlyDict(meta))  # a flat meta (most are): one C-level copy
+    frozen_metas = ReadOnlyList(frozen)
+    if len(presence) == 1:
+        return ReadOnlyDict(metas=frozen_metas)
+    return ReadOnlyDict(
+        {key: frozen_metas if key == "metas" else freeze(value) for key, value in presence.items()}
+    )
+
+
+def _freeze_presences(presences: dict[Any, Any]) -> PresenceState | None:
+    frozen: PresenceState = {}
+    for key, presence in presences.items():
+        entry = _freeze_presence(presence)
+        if entry is None or not isinstance(key, str):
+            return None
+        frozen[key] = entry
+    return frozen
+
+
+def _frozen_diff(payload: object) -> tuple[PresenceState, PresenceState]:
+    """A ``presence_diff`` payload's joins and leaves, checked and frozen."""
+    if isinstance(payload, dict):
+        joins = payload.get("joins")
+        leaves = payload.get("leaves")
+        if isinstance(joins, dict) and isinstance(leaves, dict):
+            frozen_joins = _freeze_presences(joins)
+            frozen_leaves = _freeze_presences(leaves)
+            if frozen_joins is not None and frozen_leaves is not None:
+                return frozen_joins, frozen_leaves
+    _check_diff(payload)
+    raise AssertionError("a malformed presence diff passed the check")  # pragma: no cover
