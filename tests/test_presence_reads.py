@@ -26,6 +26,7 @@ from trio_phoenix.proto import (
     PresenceSynced,
     ReadOnlyDict,
     ReadOnlyList,
+    RemoteProtocolError,
     js_keys,
     list_presences,
     sync_diff,
@@ -235,3 +236,43 @@ def test_reads_agree_with_the_static_functions(
         for key in ["0", "1", "a", "zz"]:
             assert (key in view) == (key in model)
             assert view.get(key) == model.get(key)
+
+
+# --- malformed payloads: checked while they are frozen, rejected whole ------------------------
+
+MALFORMED_PRESENCES: list[Any] = [
+    "x",
+    {},
+    {"metas": {}},
+    {"metas": [3]},
+    {"metas": [{}]},
+    {"metas": [{"phx_ref": "a"}, {"phx_ref": 1}]},
+]
+
+
+@pytest.mark.parametrize("presence", MALFORMED_PRESENCES)
+@pytest.mark.parametrize("key", ["u", "new"], ids=["held-key", "new-key"])
+def test_a_malformed_presence_anywhere_changes_nothing(presence: Any, key: str) -> None:
+    view = synced_view({"u": metas("a"), "v": metas("b", extra=[1])})
+    before = view.state
+    handle_state, handle_diff = view.handle_state, view.handle_diff
+    payloads = [
+        (handle_state, {"v": metas("c"), key: presence}),
+        (handle_state, {key: presence, "w": metas("d")}),
+        (handle_diff, {"joins": {"w": metas("d"), key: presence}, "leaves": {}}),
+        (handle_diff, {"joins": {"w": metas("d")}, "leaves": {"v": metas("b"), key: presence}}),
+    ]
+    for handle, payload in payloads:
+        with pytest.raises(RemoteProtocolError, match=r"must be an? (object|array|string)"):
+            handle(payload, "1")
+        assert view.state is before
+        assert view.list() == [metas("a"), metas("b", extra=[1])]
+
+
+def test_a_key_that_is_not_a_string_changes_nothing() -> None:
+    view = synced_view({"u": metas("a")})
+    with pytest.raises(RemoteProtocolError, match="key that is not a string: 1"):
+        view.handle_state({"u": metas("a"), 1: metas("b")}, "1")
+    with pytest.raises(RemoteProtocolError, match="key that is not a string: 1"):
+        view.handle_diff({"joins": {1: metas("b")}, "leaves": {}}, "1")
+    assert view.state == {"u": metas("a")}
