@@ -75,13 +75,13 @@ def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def format_table(rows: Sequence[Row]) -> str:
+def format_table(rows: Sequence[Row], baseline: str = "raw t-ws") -> str:
     """A fixed-width table: medians, ratio, which direction is better, target and verdict."""
     header = (
         "benchmark",
         "unit",
         "trio_phoenix",
-        "raw t-ws",
+        baseline,
         "ratio",
         "better",
         "target",
@@ -155,3 +155,9 @@ def environment() -> str:
         f"{_cpu_model()} x{os.cpu_count()}, {platform.system()} {platform.release()}; "
         f"{platform.python_implementation()} {platform.python_version()}; {packages}"
     )
+
+
+def load() -> str:
+    """The machine's load averages now (other work shares the cores)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"

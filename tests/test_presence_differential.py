@@ -15,6 +15,7 @@ absence fails these tests instead of skipping them.
 from __future__ import annotations
 
 import json
+import random
 import select
 import shutil
 import subprocess
@@ -33,11 +34,12 @@ from trio_phoenix.proto._presence import (
     PresenceEntry,
     PresenceJoin,
     PresenceLeave,
-    PresenceSync,
     PresenceSynced,
     sync_diff,
     sync_state,
 )
+from trio_phoenix.proto._presence_view import PresenceSync
+from trio_phoenix.proto._readonly import thaw
 
 pytestmark = pytest.mark.node
 
@@ -301,3 +303,43 @@ def test_protocol_md_examples_match_phoenix_js(oracle: Oracle) -> None:
     ours = run_instance(ops)
     assert ours == oracle.run({"kind": "instance", "ops": ops})
     assert ours["steps"][-1]["list"] == [user3]
+
+
+def test_a_larger_view_matches_phoenix_js(oracle: Oracle) -> None:
+    # The generated histories above hold a handful of keys; this one holds hundreds, half of
+    # them array indices, so the view's kept JavaScript order (and its sorted-index cache) is
+    # exercised as keys come, go, come back and are re-synced after a rejoin.
+    rng = random.Random(18)
+    keys = [str(n) for n in rng.sample(range(100_000), 150)] + [f"user:{n}" for n in range(150)]
+    refs = iter(range(1_000_000))
+
+    def presence() -> dict[str, Any]:
+        return {"metas": [{"phx_ref": f"r{next(refs)}"} for _ in range(rng.randint(1, 2))]}
+
+    # A view of our own only picks realistic leaves (metas that are present); the oracle
+    # judges the outcome.
+    model = PresenceSync()
+    ops: list[dict[str, Any]] = []
+
+    def deliver(op: str, payload: Any, join_ref: str) -> None:
+        ops.append({"op": op, "payload": payload, "join_ref": join_ref})
+        (model.handle_state if op == "state" else model.handle_diff)(payload, join_ref)
+
+    deliver("state", {key: presence() for key in rng.sample(keys, 200)}, "1")
+    join_ref = "1"
+    for step in range(60):
+        if step == 40:
+            join_ref = "2"  # a rejoin: this diff is queued until the new join's state
+        present = list(model.state)
+        leaves = {
+            key: {"metas": thaw(model.state[key]["metas"][:1])}
+            for key in rng.sample(present, min(len(present), rng.randint(0, 4)))
+        }
+        joins = {key: presence() for key in rng.sample(keys, rng.randint(0, 4))}
+        deliver("diff", {"joins": joins, "leaves": leaves}, join_ref)
+        if step == 40:
+            kept = {key: thaw(value) for key, value in model.state.items() if rng.random() < 0.9}
+            deliver("state", {**kept, **{key: presence() for key in rng.sample(keys, 20)}}, "2")
+    ours = run_instance(ops)
+    assert ours == oracle.run({"kind": "instance", "ops": ops})
+    assert len(ours["steps"][-1]["keys"]) > 100

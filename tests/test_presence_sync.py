@@ -25,13 +25,13 @@ from trio_phoenix.proto._presence import (
     PresenceJoin,
     PresenceLeave,
     PresenceState,
-    PresenceSync,
     PresenceSynced,
     js_keys,
     list_presences,
     sync_diff,
     sync_state,
 )
+from trio_phoenix.proto._presence_view import PresenceSync
 
 Call = tuple[Any, ...]
 
@@ -400,18 +400,23 @@ def test_phx_ref_prev_is_an_ordinary_meta_field() -> None:
     }
 
 
-def test_callback_arguments_and_changes_are_independent_copies() -> None:
+def test_changes_are_independent_of_payloads_and_cannot_change_the_view() -> None:
     view = PresenceSync()
     payload = {"u": metas("a")}
     changes = view.handle_state(payload, "1")
     join = changes[0]
     assert isinstance(join, PresenceJoin)
-    join.joined["metas"].append({"phx_ref": "evil"})
+    with pytest.raises(TypeError):
+        join.joined["metas"].append({"phx_ref": "evil"})
     payload["u"]["metas"].clear()
-    view.state["u"]["metas"].clear()
-    view.list()[0]["metas"].clear()
-    view.list(lambda key, presence: presence["metas"].clear())
+    with pytest.raises(TypeError):
+        view.state["u"]["metas"].clear()
+    with pytest.raises(TypeError):
+        view.list()[0]["metas"].clear()
+    with pytest.raises(TypeError):
+        view.list(lambda key, presence: presence["metas"].clear())
     assert view.state == {"u": metas("a")}
+    assert join.joined == metas("a")
 
     diff: dict[str, Any] = {"joins": {"v": metas("b")}, "leaves": {}}
     assert view.handle_diff(diff, "2") == []

@@ -105,6 +105,19 @@ async def test_presence_view_follows_other_clients(
                     ]
                     assert presence.list(count_metas) == [("ann", 1), ("bob", 1)]
                     assert presence.list() == [ann, bob]
+                    # One-key reads: no copy, read-only, O(1).
+                    assert len(presence) == 2
+                    assert "bob" in presence
+                    assert "carol" not in presence
+                    assert presence.get("bob") == bob
+                    assert presence.get("carol") is None
+                    assert "2 keys" in repr(presence)
+                    bob_now = presence.get("bob")
+                    assert bob_now is not None
+                    with pytest.raises(TypeError, match="read-only"):
+                        bob_now["metas"].clear()
+                    snapshot = presence.state
+                    assert snapshot is presence.state
 
                     # An update is one diff: leave the old meta, join the new one.
                     await bob_channel.push("set_status", {"status": "away"})
@@ -123,7 +136,10 @@ async def test_presence_view_follows_other_clients(
                     PresenceLeave(key="bob", current={"metas": []}, left=bob),
                     PresenceSynced(),
                 ]
+                assert snapshot == {"ann": ann, "bob": {"metas": [bob_meta]}}  # a snapshot
                 assert presence.state == {"ann": ann}
+                assert len(presence) == 1
+                assert "bob" not in presence
                 assert presence.state == server.presence.list(TOPIC)
                 await channel.leave()
                 # The change stream ends with the channel.

@@ -15,6 +15,8 @@ from .proto import (
     PresenceJoin as PresenceJoin,
     PresenceLeave as PresenceLeave,
     PresenceSynced as PresenceSynced,
+    ReadOnlyDict as ReadOnlyDict,
+    ReadOnlyList as ReadOnlyList,
     Serializer as Serializer,
     V1JSONSerializer as V1JSONSerializer,
     V2JSONSerializer as V2JSONSerializer,

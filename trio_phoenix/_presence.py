@@ -9,7 +9,7 @@ join / leave / sync changes out to bounded subscriptions.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
@@ -19,13 +19,8 @@ from ._exceptions import ChannelClosed
 from ._subscription import OverflowPolicy, Subscription
 from ._sync import Pulse
 from .proto import Message, RemoteProtocolError
-from .proto._presence import (
-    PresenceChange,
-    PresenceEntry,
-    PresenceState,
-    PresenceSync,
-    PresenceSynced,
-)
+from .proto._presence import PresenceChange, PresenceEntry, PresenceSynced
+from .proto._presence_view import PresenceSync
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -40,11 +35,17 @@ _T = TypeVar("_T")
 class Presence:
     """Who is present on a channel, kept in sync with the server's presence events.
 
-    Get it from ``channel.presence()``. ``state`` and ``list()`` are always current;
-    ``wait_synced()`` waits for the first ``presence_state`` of the current join;
-    ``changes()`` streams typed ``PresenceJoin`` / ``PresenceLeave`` / ``PresenceSynced``
-    values in phoenix.js's callback order. After a rejoin, diffs are held until the new
-    ``presence_state`` arrives, exactly as phoenix.js does.
+    Get it from ``channel.presence()``. ``state``, ``list()``, ``get(key)``, ``key in
+    presence`` and ``len(presence)`` are always current; ``wait_synced()`` waits for the
+    first ``presence_state`` of the current join; ``changes()`` streams typed
+    ``PresenceJoin`` / ``PresenceLeave`` / ``PresenceSynced`` values in phoenix.js's callback
+    order. After a rejoin, diffs are held until the new ``presence_state`` arrives, exactly as
+    phoenix.js does.
+
+    Reads hand out the view's own presences, not copies, so they are read-only
+    (``ReadOnlyDict`` with ``ReadOnlyList`` metas, equal to plain dicts and lists; a
+    ``copy.deepcopy()`` is modifiable). ``get``, ``in`` and ``len`` are O(1); ``list()`` is a
+    new list, O(number of keys); ``state`` is a snapshot built once per change.
     """
 
     def __init__(self, channel: Channel, state_event: str, diff_event: str) -> None:
@@ -58,12 +59,29 @@ class Presence:
         self.malformed = 0
 
     def __repr__(self) -> str:
-        return f"<trio_phoenix.Presence {self._channel.topic!r} {len(self._sync.list())} keys>"
+        return f"<trio_phoenix.Presence {self._channel.topic!r} {len(self._sync)} keys>"
 
     @property
-    def state(self) -> PresenceState:
-        """A copy of the current state: ``{key: {"metas": [...], ...}}`` in phoenix.js order."""
+    def state(self) -> Mapping[str, PresenceEntry]:
+        """The current state, ``{key: {"metas": [...], ...}}`` in phoenix.js key order.
+
+        A read-only snapshot: later changes do not alter it. Built once per change (a shallow
+        O(number of keys) copy); reading it again before the next change returns the same
+        object.
+        """
         return self._sync.state
+
+    def get(self, key: str) -> PresenceEntry | None:
+        """The read-only presence of ``key``, or ``None`` if absent. O(1), no copy."""
+        return self._sync.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is present. O(1)."""
+        return key in self._sync
+
+    def __len__(self) -> int:
+        """The number of keys present. O(1)."""
+        return len(self._sync)
 
     @property
     def synced(self) -> bool:
@@ -75,7 +93,10 @@ class Presence:
     @overload
     def list(self, chooser: Callable[[str, PresenceEntry], _T]) -> list[_T]: ...
     def list(self, chooser: Callable[[str, PresenceEntry], Any] | None = None) -> list[Any]:
-        """The presences in phoenix.js key order, or ``chooser(key, presence)`` for each."""
+        """The presences in phoenix.js key order, or ``chooser(key, presence)`` for each.
+
+        A new list (O(number of keys)) of the view's read-only presences, not copies.
+        """
         return self._sync.list(chooser)
 
     async def wait_synced(self) -> None:

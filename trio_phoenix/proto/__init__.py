@@ -76,13 +76,14 @@ from ._presence import (
     PresenceJoin as PresenceJoin,
     PresenceLeave as PresenceLeave,
     PresenceState as PresenceState,
-    PresenceSync as PresenceSync,
     PresenceSynced as PresenceSynced,
     js_keys as js_keys,
     list_presences as list_presences,
     sync_diff as sync_diff,
     sync_state as sync_state,
 )
+from ._presence_view import PresenceSync as PresenceSync
+from ._readonly import ReadOnlyDict as ReadOnlyDict, ReadOnlyList as ReadOnlyList
 from ._serializer import (
     V1_VSN as V1_VSN,
     V2_VSN as V2_VSN,

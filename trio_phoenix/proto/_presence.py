@@ -1,5 +1,6 @@
 """Phoenix Presence, ported from phoenix.js: ``sync_state``, ``sync_diff``, ``list_presences``
-and the sans-IO ``PresenceSync`` view.
+and the change values of the sans-IO ``PresenceSync`` view (``_presence_view.py``, which
+applies the same rules to read-only entries).
 
 The rules this module keeps:
 
@@ -25,9 +26,11 @@ to get the same).
 
 Rule 3 - the caller's objects are never mutated. phoenix.js mutates inputs in two places
 (``syncDiff`` updates ``state`` in place and returns it; ``syncState`` overwrites ``metas`` of the
-presences of ``newState`` that gained metas). Here results are new dicts, and callback arguments
-and change values are deep copies taken at call time: equal to what a phoenix.js callback sees
-when it is called, and safe to keep or modify.
+presences of ``newState`` that gained metas). Here the static functions return new dicts, and
+their callbacks get deep copies taken at call time: equal to what a phoenix.js callback sees
+when it is called, and safe to keep or modify. ``PresenceSync`` instead hands out its own
+entries, which are read-only (``ReadOnlyDict`` / ``ReadOnlyList``): its change values are
+equal to the same deep copies, cost nothing, and cannot be modified.
 
 Rule 4 - validate before mutating. Presence payloads come from the server. A malformed one (not
 an object, ``metas`` not a list, a meta without a string ``phx_ref``, a diff without ``joins`` /
@@ -51,6 +54,7 @@ from typing import Any, Final, TypeAlias, TypeVar, overload
 import attrs
 
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._readonly import thaw as _clone  # phoenix.js clones with JSON.parse(JSON.stringify())
 
 __all__ = [
     "OnJoin",
@@ -60,7 +64,6 @@ __all__ = [
     "PresenceJoin",
     "PresenceLeave",
     "PresenceState",
-    "PresenceSync",
     "PresenceSynced",
     "js_keys",
     "list_presences",
@@ -179,15 +182,6 @@ def _check_diff(value: object) -> tuple[PresenceState, PresenceState]:
 
 
 # --- the algorithms ---------------------------------------------------------------------------
-
-
-def _clone(value: Any) -> Any:
-    # phoenix.js clones with JSON.parse(JSON.stringify(...)); payloads are JSON values.
-    if isinstance(value, dict):
-        return {key: _clone(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_clone(item) for item in value]
-    return value
 
 
 def _apply_diff(
@@ -402,140 +396,5 @@ class PresenceSynced:
     """
 
 
-#: What :meth:`PresenceSync.handle_state` and :meth:`PresenceSync.handle_diff` return.
+#: What ``PresenceSync.handle_state`` and ``PresenceSync.handle_diff`` return.
 PresenceChange: TypeAlias = PresenceJoin | PresenceLeave | PresenceSynced
-
-
-@attrs.define(eq=False)
-class PresenceSync:
-    """A channel's presence list, kept in sync like a phoenix.js ``Presence`` instance.
-
-    Feed it every ``presence_state`` and ``presence_diff`` payload of the channel together
-    with the channel's *current* join ref; each call returns the changes, in the order
-    phoenix.js would call ``onJoin`` / ``onLeave`` / ``onSync``.
-
-    Diffs are applied only once the view is synced: until the first ``presence_state``, and
-    again whenever the channel's join ref differs from the one that state arrived with, diffs
-    are queued (no changes returned) and applied right after the next ``presence_state``.
-    That is how a rejoin is handled, with no reset: after a rejoin the channel has a new join
-    ref, so diffs wait for the new join's ``presence_state``, which is synced against the old
-    state (keys gone meanwhile are reported as leaves, new ones as joins), then the queued
-    diffs are applied on top. Dropping messages with a stale join ref is the channel layer's
-    job.
-
-    Example:
-        >>> view = PresenceSync()
-        >>> changes = view.handle_state({"u1": {"metas": [{"phx_ref": "a"}]}}, "1")
-        >>> [type(change).__name__ for change in changes]
-        ['PresenceJoin', 'PresenceSynced']
-        >>> view.handle_diff({"joins": {}, "leaves": {"u1": {"metas": [{"phx_ref": "a"}]}}}, "1")
-        [PresenceLeave(key='u1', current={'metas': []}, left={'metas': [{'phx_ref': 'a'}]}), \
-PresenceSynced()]
-        >>> view.list()
-        []
-    """
-
-    _state: PresenceState = attrs.field(factory=dict, init=False)
-    _pending_diffs: builtins.list[tuple[PresenceState, PresenceState]] = attrs.field(
-        factory=builtins.list, init=False
-    )
-    _join_ref: str | None = attrs.field(default=None, init=False)
-
-    @property
-    def state(self) -> PresenceState:
-        """A copy of the current state, in JavaScript key order."""
-        return _js_ordered(_clone(self._state))
-
-    @property
-    def pending_diffs(self) -> builtins.list[dict[str, PresenceState]]:
-        """Copies of the queued diffs (``{"joins": ..., "leaves": ...}``), oldest first."""
-        return [{"joins": _clone(j), "leaves": _clone(lv)} for j, lv in self._pending_diffs]
-
-    @property
-    def join_ref(self) -> str | None:
-        """The channel join ref the last ``presence_state`` arrived with (``None`` before)."""
-        return self._join_ref
-
-    def in_pending_sync_state(self, channel_join_ref: str | None) -> bool:
-        """Whether a diff arriving now would be queued (phoenix.js ``inPendingSyncState``).
-
-        Args:
-            channel_join_ref: the channel's current join ref.
-        """
-        return not self._join_ref or self._join_ref != channel_join_ref
-
-    def handle_state(
-        self, payload: object, channel_join_ref: str | None
-    ) -> builtins.list[PresenceChange]:
-        """Apply a ``presence_state`` payload, then every queued diff.
-
-        Args:
-            payload: the message payload.
-            channel_join_ref: the channel's current join ref.
-
-        Returns:
-            The joins and leaves, then one ``PresenceSynced``.
-
-        Raises:
-            RemoteProtocolError: the payload is malformed; nothing changed.
-        """
-        new_state = _check_presences(payload, "presence state", RemoteProtocolError)
-        changes: builtins.list[PresenceChange] = []
-        on_join, on_leave = _recorders(changes)
-        self._join_ref = channel_join_ref
-        self._state = _sync_state(self._state, new_state, on_join, on_leave)
-        for joins, leaves in self._pending_diffs:
-            _apply_diff(self._state, joins, leaves, on_join, on_leave)
-        self._pending_diffs = []
-        changes.append(PresenceSynced())
-        return changes
-
-    def handle_diff(
-        self, payload: object, channel_join_ref: str | None
-    ) -> builtins.list[PresenceChange]:
-        """Apply a ``presence_diff`` payload, or queue it while a state is pending.
-
-        Args:
-            payload: the message payload.
-            channel_join_ref: the channel's current join ref.
-
-        Returns:
-            The joins and leaves, then one ``PresenceSynced``; nothing if the diff was queued.
-
-        Raises:
-            RemoteProtocolError: the payload is malformed; nothing changed.
-        """
-        joins, leaves = _check_diff(payload)
-        if self.in_pending_sync_state(channel_join_ref):
-            self._pending_diffs.append((_clone(joins), _clone(leaves)))
-            return []
-        changes: builtins.list[PresenceChange] = []
-        on_join, on_leave = _recorders(changes)
-        _apply_diff(self._state, joins, leaves, on_join, on_leave)
-        changes.append(PresenceSynced())
-        return changes
-
-    @overload
-    def list(self, chooser: None = None) -> builtins.list[PresenceEntry]: ...
-    @overload
-    def list(self, chooser: Callable[[str, PresenceEntry], _T]) -> builtins.list[_T]: ...
-    def list(
-        self, chooser: Callable[[str, PresenceEntry], Any] | None = None
-    ) -> builtins.list[Any]:
-        """List the presences in JavaScript key order (phoenix.js ``presence.list``).
-
-        Args:
-            chooser: maps ``(key, presence)`` to the list item; by default the presence.
-                It gets copies, so it cannot change the view.
-        """
-        return list_presences(_clone(self._state), chooser)
-
-
-def _recorders(changes: builtins.list[PresenceChange]) -> tuple[OnJoin, OnLeave]:
-    def on_join(key: str, current: PresenceEntry | None, joined: PresenceEntry) -> None:
-        changes.append(PresenceJoin(key=key, current=current, joined=joined))
-
-    def on_leave(key: str, current: PresenceEntry, left: PresenceEntry) -> None:
-        changes.append(PresenceLeave(key=key, current=current, left=left))
-
-    return on_join, on_leave
