@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
 
 from trio_phoenix.proto._message import Message
 from trio_phoenix.proto._serializer import Frame, Serializer
@@ -44,6 +43,7 @@ from ._handshake import (
     split_auth_token,
 )
 from ._presence import Presence
+from ._websocket import Upgrade, read_upgrade
 
 if TYPE_CHECKING:
     from ._channel import ChannelProcess
@@ -310,9 +310,7 @@ class TestServer:
     async def _handle_tcp(self, tcp: trio.SocketStream) -> None:
         stream = GatedStream(tcp)
         try:
-            async with trio.open_nursery() as nursery:
-                await self._handle_websocket(nursery, stream)
-                nursery.cancel_scope.cancel()
+            await self._handle_websocket(stream)
             if not stream.dropped:
                 await self._linger(stream)
         finally:
@@ -329,22 +327,23 @@ class TestServer:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def _handle_websocket(self, nursery: trio.Nursery, stream: GatedStream) -> None:
-        request: WebSocketRequest | None = None
+    async def _handle_websocket(self, stream: GatedStream) -> None:
+        request: Upgrade | None = None
         with trio.move_on_after(self.handshake_timeout):
-            request = await wrap_server_stream(
-                nursery, stream, max_message_size=self.max_frame_size
-            )
+            try:
+                request = await read_upgrade(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
         if request is None:
             return
         try:
             decision = await self._decide(request, stream)
             if isinstance(decision, Reject):
                 self._upgrades_rejected += 1
-                await request.reject(decision.status_code, body=decision.body or None)
+                await request.reject(decision.status_code, decision.body)
                 return
-            websocket = await request.accept(subprotocol=decision.subprotocol)
-        except ConnectionClosed:
+            websocket = await request.accept(decision.subprotocol, self.max_frame_size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         connection = ServerConnection(
             self,
@@ -365,7 +364,7 @@ class TestServer:
             self.connections.remove(connection)
             self._changed.unpark_all()
 
-    async def _decide(self, request: WebSocketRequest, stream: GatedStream) -> _Upgrade | Reject:
+    async def _decide(self, request: Upgrade, stream: GatedStream) -> _Upgrade | Reject:
         """Phoenix's upgrade checks, in Phoenix's order (see ``_handshake``)."""
         if self._reject_status is not None:
             return Reject(self._reject_status)
