@@ -43,7 +43,11 @@ from ._handshake import (
     OriginCheck as OriginCheck,
     Reject as Reject,
 )
-from ._presence import Presence as Presence, new_phx_ref as new_phx_ref
+from ._presence import (
+    Presence as Presence,
+    PresenceOrder as PresenceOrder,
+    new_phx_ref as new_phx_ref,
+)
 from ._proxy import (
     FaultProxy as FaultProxy,
     ProxyConnection as ProxyConnection,
@@ -57,3 +61,4 @@ from ._server import (
     open_test_server as open_test_server,
     serve_test_server as serve_test_server,
 )
+from ._versions import PhoenixVersion as PhoenixVersion

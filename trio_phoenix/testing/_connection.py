@@ -336,9 +336,8 @@ class ServerConnection:
             else:
                 self._send(_unmatched(message))
             return
-        stored = process.stored_join_ref
-        if message.join_ref is not None and stored is not None and message.join_ref != stored:
-            return  # stale join_ref: ignored without a reply (Phoenix >= 1.8.3)
+        if not self.server._rules.delivers(event, message.join_ref, process.stored_join_ref):
+            return  # ignored without a reply (see ``_versions``)
         process.deliver(message)
 
     def _channel_for(self, topic: object) -> ChannelProcess | None:

@@ -42,7 +42,8 @@ from ._handshake import (
     serializer_for_vsn,
     split_auth_token,
 )
-from ._presence import Presence
+from ._presence import Presence, PresenceOrder
+from ._versions import PhoenixVersion, VersionRules, rules_for
 from ._websocket import Upgrade, read_upgrade
 
 if TYPE_CHECKING:
@@ -79,6 +80,9 @@ class TestServerOptions(TypedDict, total=False):
     idle_close_code: int
     close_timeout: float
     handshake_timeout: float
+    phoenix_version: PhoenixVersion
+    presence_order: PresenceOrder
+    presence_seed: int | None
 
 
 @attrs.frozen(kw_only=True)
@@ -156,6 +160,9 @@ class TestServer:
     idle_close_code: int = attrs.field(default=1000, kw_only=True)
     close_timeout: float = attrs.field(default=5.0, kw_only=True)
     handshake_timeout: float = attrs.field(default=60.0, kw_only=True)
+    phoenix_version: PhoenixVersion = attrs.field(default="1.8", kw_only=True)
+    presence_order: PresenceOrder = attrs.field(default="diff_first", kw_only=True)
+    presence_seed: int | None = attrs.field(default=None, kw_only=True)
     #: The channel routes.
     router: Router = attrs.field(init=False)
     #: The presence tracker.
@@ -173,10 +180,14 @@ class TestServer:
     _subscribers: dict[str, list[ChannelProcess]] = attrs.field(factory=dict, init=False)
     _changed: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot, init=False)
     _running: bool = attrs.field(default=False, init=False)
+    _rules: VersionRules = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._rules = rules_for(self.phoenix_version)
         self.router = Router(self._channels)
-        self.presence = Presence(self.broadcast)
+        self.presence = Presence(
+            self.broadcast, order=self.presence_order, seed=self.presence_seed
+        )
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "not started"
@@ -209,8 +220,8 @@ class TestServer:
     def broadcast(self, topic: str, event: str, payload: dict[str, Any] | bytes) -> None:
         """Send ``[null, null, topic, event, payload]`` to every channel joined to ``topic``.
 
-        A ``"disconnect"`` broadcast to a socket id also closes that id's connections with 1001,
-        as ``Endpoint.broadcast(id, "disconnect", %{})`` does.
+        A ``"disconnect"`` broadcast to a socket id also closes that id's connections, as
+        ``Endpoint.broadcast(id, "disconnect", %{})`` does (see `disconnect`).
 
         Raises:
             ValueError: the payload is not a dict or bytes, or a subscriber's serializer
@@ -219,10 +230,11 @@ class TestServer:
         self._broadcast(topic, event, payload)
 
     def disconnect(self, socket_id: str) -> None:
-        """Close every connection whose socket id is ``socket_id`` with 1001."""
+        """Close every connection whose socket id is ``socket_id``: 1001 (Phoenix 1.8) or 1000
+        (``phoenix_version="1.7"``)."""
         for connection in list(self.connections):
             if connection.id == socket_id:
-                connection._request_close(CLOSE_GOING_AWAY)
+                connection._request_close(self._rules.disconnect_code)
 
     def drain(self) -> None:
         """Close every open connection with 1012, as Phoenix's socket drainer does."""
