@@ -10,16 +10,26 @@ with ``CI`` set they must run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Literal
+from typing import Final, Literal
 
 import attrs
 import pytest
 
-from trio_phoenix.testing import open_test_server
+from trio_phoenix.testing import TestServerOptions, open_test_server
 
 from . import app, real_phoenix
 
 Kind = Literal["testing", "phoenix"]
+
+#: The test server as the real app is: Phoenix 1.7 on Bandit (whose idle timeout closes with
+#: 1002), the join's own presence_diff before presence_state.
+TESTING_OPTIONS: Final[TestServerOptions] = {
+    "connect": app.connect,
+    "auth_token": True,
+    "phoenix_version": "1.7",
+    "idle_close_code": 1002,
+    "presence_order": "diff_first",
+}
 
 
 @attrs.frozen
@@ -51,13 +61,22 @@ def server_kind(request: pytest.FixtureRequest) -> tuple[Kind, str | None]:
 
 
 @pytest.fixture
-async def server(
-    server_kind: tuple[Kind, str | None]
-) -> AsyncIterator[ScenarioServer]:
+async def server(server_kind: tuple[Kind, str | None]) -> AsyncIterator[ScenarioServer]:
     """The scenario app on the server of this parametrization."""
     kind, url = server_kind
     if url is not None:
         yield ScenarioServer(kind, url)
         return
-    async with open_test_server(app.channels(), connect=app.connect, auth_token=True) as test:
+    async with open_test_server(app.channels(), **TESTING_OPTIONS) as test:
         yield ScenarioServer(kind, test.url)
+
+
+@pytest.fixture
+async def short_idle_url(server: ScenarioServer) -> AsyncIterator[str]:
+    """The same app with a 1-second idle timeout (``/short_idle`` on the real app)."""
+    if server.kind == "phoenix":
+        yield server.url.rsplit("/", 1)[0] + "/short_idle"
+        return
+    options: TestServerOptions = {**TESTING_OPTIONS, "path": "/short_idle", "idle_timeout": 1.0}
+    async with open_test_server(app.channels(), **options) as test:
+        yield test.url

@@ -34,11 +34,23 @@ UNPACKED: Final = APP_DIR / "_deps-src"
 TARBALL: Final = ROOT.parent / "shared" / "phoenix" / "deps-src.tar.gz"
 READY: Final = "PHOENIX_APP_READY port="
 #: Debian's packages for Elixir 1.14 on Erlang/OTP 25 (what Phoenix 1.7.24 builds on).
-PACKAGES: Final = (
-    "elixir erlang-dev erlang-src erlang-crypto erlang-ssl erlang-public-key erlang-asn1 "
-    "erlang-inets erlang-os-mon erlang-runtime-tools erlang-syntax-tools erlang-parsetools "
-    "erlang-tools erlang-xmerl erlang-eunit"
-).split()
+PACKAGES: Final = [
+    "elixir",
+    "erlang-dev",
+    "erlang-src",
+    "erlang-crypto",
+    "erlang-ssl",
+    "erlang-public-key",
+    "erlang-asn1",
+    "erlang-inets",
+    "erlang-os-mon",
+    "erlang-runtime-tools",
+    "erlang-syntax-tools",
+    "erlang-parsetools",
+    "erlang-tools",
+    "erlang-xmerl",
+    "erlang-eunit",
+]
 #: Printed when the suite cannot run here.
 HOW_TO_ENABLE: Final = (
     "real-Phoenix scenarios skipped: Elixir is not installed "

@@ -16,9 +16,11 @@ async def test_connect_without_token(server: ScenarioServer) -> None:
 
 
 async def test_token_param_accepted(server: ScenarioServer) -> None:
-    async with open_socket(server.url, params={"token": "secret"}) as socket:
-        async with socket.channel("echo:t") as channel:
-            assert await channel.push("echo", {"a": 1}) == {"a": 1}
+    async with (
+        open_socket(server.url, params={"token": "secret"}) as socket,
+        socket.channel("echo:t") as channel,
+    ):
+        assert await channel.push("echo", {"a": 1}) == {"a": 1}
 
 
 async def test_bad_token_param_is_403(server: ScenarioServer) -> None:
@@ -29,9 +31,11 @@ async def test_bad_token_param_is_403(server: ScenarioServer) -> None:
 
 
 async def test_auth_token_accepted(server: ScenarioServer) -> None:
-    async with open_socket(server.url, auth_token="secret") as socket:
-        async with socket.channel("echo:t") as channel:
-            assert await channel.push("echo", {}) == {}
+    async with (
+        open_socket(server.url, auth_token="secret") as socket,
+        socket.channel("echo:t") as channel,
+    ):
+        assert await channel.push("echo", {}) == {}
 
 
 async def test_bad_auth_token_is_403(server: ScenarioServer) -> None:
