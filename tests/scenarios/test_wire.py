@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
 import pytest
 
 from .conftest import ScenarioServer
 from .wire import BINARY, CLOSE, PING, PONG, TEXT, Received, close_frame, frame, open_raw, text
 
-HEARTBEAT = [None, "1", "phoenix", "heartbeat", {}]
+HEARTBEAT: list[Any] = [None, "1", "phoenix", "heartbeat", {}]
 LIMIT = 10_000_000  # max_frame_size of both servers
 
 
