@@ -130,11 +130,27 @@ class TestServer:
         check_origin: see `~trio_phoenix.testing.OriginCheck`; only applied when the request has
             an ``Origin`` header.
         max_channels_per_transport: joins beyond this are refused.
-        max_frame_size: bigger client messages close the connection with 1009.
+        max_frame_size: a client frame whose header plus payload is bigger closes the
+            connection with a code-only 1009 as soon as its header arrives (Bandit's rule).
         idle_timeout: seconds without received data before the server closes the connection
             (``None``: never); the code is ``idle_close_code`` (Cowboy: 1000, Bandit: 1002).
         close_timeout: how long a closing handshake may take before the TCP stream is cut.
         handshake_timeout: how long a new TCP connection may take to send its upgrade request.
+        phoenix_version: ``"1.8"`` (default) or ``"1.7"``, for what changed between them: the
+            close code of `disconnect` (1001 / 1000), the ``phx_error`` payload
+            (``{"reason": "channel_crash"}`` / ``{}``) and which join refs are checked (1.8:
+            every message's, a null-ref channel ignoring any with a join ref; 1.7: only
+            ``phx_leave``'s). See ``trio_phoenix.testing._versions``.
+        presence_order: ``"diff_first"`` (default; a join's own ``presence_diff`` goes out
+            before the ``presence_state`` pushed after it, as on a real Phoenix),
+            ``"state_first"`` (diffs are broadcast by a server task, after the current step)
+            or ``"random"`` (each diff picks one, from ``random.Random(presence_seed)``).
+        presence_seed: the seed of ``presence_order="random"``.
+
+    The WebSocket layer follows Bandit 1.11 (see ``trio_phoenix.testing._websocket``):
+    close frames are code-only, a client's close is answered with 1000 (1002 for codes that
+    may not be sent), TCP is half-closed right after each close frame, text that is not UTF-8
+    closes with 1007, and an unmasked client frame is swallowed with all that follows.
 
     Example:
         >>> async def main():
