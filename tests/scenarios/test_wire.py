@@ -103,6 +103,35 @@ async def test_reserved_opcode_is_a_protocol_error(server: ScenarioServer) -> No
         assert await client.until_end() == closed_with(1002)
 
 
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([frame(0x0, b"x")], 1002),  # a continuation with nothing to continue
+        ([frame(TEXT, b"[", fin=False), frame(TEXT, b"]")], 1002),  # a new message mid-way
+        ([frame(TEXT, b"[", fin=False), frame(0x0, b"", fin=False)], 1008),  # empty, not final
+        ([frame(TEXT | 0x40, b"[]")], 1002),  # RSV1 (compressed) without permessage-deflate
+        ([frame(PING, b"x", fin=False)], 1002),  # a fragmented control frame
+    ],
+    ids=["lone-continuation", "text-in-fragments", "empty-continuation", "rsv1", "split-ping"],
+)
+async def test_fragmentation_and_header_errors(
+    server: ScenarioServer, frames: list[bytes], code: int
+) -> None:
+    async with open_raw(server.url) as client:
+        await client.send(b"".join(frames))
+        assert await client.until_end() == closed_with(code)
+
+
+async def test_fragmented_message_is_reassembled(server: ScenarioServer) -> None:
+    async with open_raw(server.url) as client:
+        await client.send(frame(TEXT, b'[null,"1","phoe', fin=False))
+        await client.send(frame(PING, b"mid"))
+        await client.send(frame(0x0, b'nix","heartbeat",', fin=False))
+        await client.send(frame(0x0, b"{}]"))
+        assert await client.receive() == Received(PONG, b"mid")
+        assert (await client.reply("1"))[4] == {"response": {}, "status": "ok"}
+
+
 async def test_server_close_ends_tcp_without_waiting_for_the_reply(
     server: ScenarioServer,
 ) -> None:
