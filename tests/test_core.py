@@ -1319,8 +1319,66 @@ def test_leave_waits_for_the_reply() -> None:
     assert state(channel) is ChannelState.CLOSED
     assert core.channels() == []
     assert core.leave(channel, 3) is None  # closed
-    # Phoenix's phx_close that follows the reply is for a channel that is gone.
+    # Phoenix's phx_close that follows the reply is expected: not a dropped message.
     core.receive(frame("1", "1", TOPIC, "phx_close", {}), 2)
+    assert core.events() == []
+    assert stats(core).dropped_messages == 0
+    # A second one is.
+    core.receive(frame("1", "1", TOPIC, "phx_close", {}), 2)
+    assert [e.reason for e in core.events() if isinstance(e, FrameDropped)] == ["unknown_topic"]
+    assert stats(core).dropped_messages == 1
+
+
+def test_phx_close_after_a_leave_with_the_topic_joined_again() -> None:
+    core = connected_core()
+    channel = join_ok(core)
+    core.leave(channel, 1)
+    sent(core)
+    core.receive(reply("1", "2"), 1)
+    core.events()
+    again = join_ok(core)
+    assert again.join_ref == "3"
+    core.receive(frame("1", "1", TOPIC, "phx_close", {}), 2)  # the old channel's
+    assert core.events() == []
+    assert stats(core).dropped_messages == 0
+    assert state(again) is ChannelState.JOINED
+
+
+def test_null_phx_close_after_a_leave() -> None:
+    # A server that kept no join ref (a V1 join) closes with [null, null, ...].
+    core = connected_core()
+    channel = join_ok(core)
+    core.leave(channel, 1)
+    sent(core)
+    core.receive(reply("1", "2"), 1)
+    core.events()
+    core.receive(frame(None, None, TOPIC, "phx_close", {}), 2)
+    assert core.events() == []
+    assert stats(core).dropped_messages == 0
+
+
+def test_null_phx_close_with_the_topic_joined_again_closes_the_new_channel() -> None:
+    core = connected_core()
+    channel = join_ok(core)
+    core.leave(channel, 1)
+    sent(core)
+    core.receive(reply("1", "2"), 1)
+    core.events()
+    again = join_ok(core)
+    core.receive(frame(None, None, TOPIC, "phx_close", {}), 2)
+    assert core.events() == [ChannelEnded(again, "server_closed", {})]
+
+
+def test_a_lost_connection_forgets_the_left_channels() -> None:
+    core = connected_core()
+    channel = join_ok(core)
+    core.leave(channel, 1)
+    sent(core)
+    core.receive(reply("1", "2"), 1)
+    core.connection_lost(2, 1006)
+    core.events()
+    connect(core, 3)
+    core.receive(frame("1", "1", TOPIC, "phx_close", {}), 4)
     assert [e.reason for e in core.events() if isinstance(e, FrameDropped)] == ["unknown_topic"]
 
 

@@ -33,10 +33,12 @@ from trio_phoenix.testing import (
     ChannelSocket,
     ConnectInfo,
     HandleInResult,
+    PresenceOrder,
     Reject,
     Reply,
     RoomChannel,
     TestServer,
+    demo_channels,
 )
 from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
 
@@ -67,10 +69,13 @@ async def member(server: TestServer, user: str) -> AsyncIterator[Channel]:
         yield channel
 
 
+@pytest.mark.parametrize("order", ["diff_first", "state_first"])
 async def test_presence_view_follows_other_clients(
-    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+    phoenix_server_factory: PhoenixServerFactory,
+    autojump_clock: trio.abc.Clock,
+    order: PresenceOrder,
 ) -> None:
-    server = phoenix_server
+    server = await phoenix_server_factory(demo_channels(), presence_order=order)
     with trio.fail_after(LIMIT):
         async with open_socket(server.url) as socket:
             channel = socket.channel(TOPIC, {"user": "ann"})
@@ -85,15 +90,24 @@ async def test_presence_view_follows_other_clients(
                 [ann_meta] = server.presence.list(TOPIC)["ann"]["metas"]
                 assert set(ann_meta) == {"online_at", "phx_ref"}
                 ann = {"metas": [ann_meta]}
-                # The presence_state, then the diff of ann's own join (a no-op, as in phoenix.js).
-                assert await changes_until_synced(changes) == [
-                    PresenceJoin(key="ann", current=None, joined=ann),
-                    PresenceSynced(),
-                ]
-                assert await changes_until_synced(changes) == [
-                    PresenceJoin(key="ann", current=ann, joined=ann),
-                    PresenceSynced(),
-                ]
+                # The presence_state and the diff of ann's own join (a no-op, as in
+                # phoenix.js). A diff that comes first is held back and applied right after
+                # the state, before the sync.
+                if order == "diff_first":
+                    assert await changes_until_synced(changes) == [
+                        PresenceJoin(key="ann", current=None, joined=ann),
+                        PresenceJoin(key="ann", current=ann, joined=ann),
+                        PresenceSynced(),
+                    ]
+                else:
+                    assert await changes_until_synced(changes) == [
+                        PresenceJoin(key="ann", current=None, joined=ann),
+                        PresenceSynced(),
+                    ]
+                    assert await changes_until_synced(changes) == [
+                        PresenceJoin(key="ann", current=ann, joined=ann),
+                        PresenceSynced(),
+                    ]
                 assert presence.state == {"ann": ann}
 
                 async with member(server, "bob") as bob_channel:

@@ -739,12 +739,14 @@ async def test_presence_state_and_diffs_on_the_wire(server: TestServer) -> None:
         assert (await a.join("room:lobby", "1", {"user": "ann"}))[4] == _ok(
             {"topic": "room:lobby", "user": "ann"}
         )
+        # The join's own diff first, as on a real server (presence_order="diff_first").
+        diff = await a.recv()
         state = await a.recv()
         assert state[:4] == ["1", None, "room:lobby", "presence_state"]
         (meta,) = state[4]["ann"]["metas"]
         assert list(meta) == ["online_at", "phx_ref"]
         assert len(meta["phx_ref"]) == 16
-        assert await a.recv() == [
+        assert diff == [
             None,
             None,
             "room:lobby",
@@ -753,8 +755,8 @@ async def test_presence_state_and_diffs_on_the_wire(server: TestServer) -> None:
         ]
         async with connect(server) as b:
             await b.join("room:lobby", "1", {"user": "bob"})
-            assert set((await b.recv())[4]) == {"ann", "bob"}
             assert list((await b.recv())[4]["joins"]) == ["bob"]
+            assert set((await b.recv())[4]) == {"ann", "bob"}
             bob_join = (await a.recv())[4]
             assert list(bob_join["joins"]) == ["bob"]
             assert bob_join["leaves"] == {}
@@ -800,17 +802,43 @@ def test_presence_tracker_shapes() -> None:
     presence.untrack(other, "u1")
     assert presence.list("room:1") == {}
     assert presence.list("room:2") == {}
-    diffs = []
-    while True:
-        try:
-            diffs.append(presence._diffs.receive_nowait()[1])
-        except trio.WouldBlock:
-            break
+    # presence_order="diff_first": every diff went out at once.
+    assert {event for _, event, _ in sent} == {"presence_diff"}
+    diffs = [payload for _, _, payload in sent]
     assert diffs[3] == {
         "joins": {"u1": {"metas": [{"name": "a2", "phx_ref": ref3, "phx_ref_prev": ref1}]}},
         "leaves": {"u1": {"metas": [{"name": "a", "phx_ref": ref1}]}},
     }
     assert [sorted(d["leaves"]) for d in diffs[4:]] == [["u1"], ["c"], ["u1"]]
+
+
+async def _join_order(server: TestServer, topic: str) -> list[str]:
+    async with connect(server) as client:
+        await client.join(topic, "1", {"user": "ann"})
+        return [(await client.recv())[3] for _ in range(2)]
+
+
+async def test_presence_order_state_first() -> None:
+    async with open_test_server(demo_channels(), presence_order="state_first") as server:
+        assert await _join_order(server, "room:1") == ["presence_state", "presence_diff"]
+
+
+async def test_presence_order_random_gives_both_orders() -> None:
+    async with open_test_server(
+        demo_channels(), presence_order="random", presence_seed=11
+    ) as server:
+        orders = {tuple(await _join_order(server, f"room:{n}")) for n in range(20)}
+    assert orders == {
+        ("presence_state", "presence_diff"),
+        ("presence_diff", "presence_state"),
+    }
+
+
+def test_presence_order_and_phoenix_version_are_checked() -> None:
+    with pytest.raises(ValueError, match="presence order"):
+        TestServer(presence_order=cast(Any, "sometimes"))
+    with pytest.raises(ValueError, match="phoenix_version"):
+        TestServer(phoenix_version=cast(Any, "1.6"))
 
 
 # -- close codes --------------------------------------------------------------------------------
@@ -829,6 +857,20 @@ async def test_disconnect_closes_every_connection_of_the_id_with_1001() -> None:
         await other.recv_nothing_before_heartbeat()
         server.broadcast("u2", "disconnect", {})
         assert (await other.closed()).code == 1001
+
+
+async def test_phoenix_1_7_disconnects_with_1000_and_crashes_with_an_empty_payload() -> None:
+    async with (
+        open_test_server(
+            demo_channels(), connect=lambda params, info: params.get("id"), phoenix_version="1.7"
+        ) as server,
+        connect(server, "id=u1&vsn=2.0.0") as one,
+    ):
+        await one.join("echo:1", "1")
+        await one.send("1", "2", "echo:1", "crash", {})
+        assert await one.recv() == ["1", "1", "echo:1", "phx_error", {}]
+        server.disconnect("u1")
+        assert (await one.closed()).code == 1000
 
 
 async def test_drain_closes_with_1012(server: TestServer) -> None:

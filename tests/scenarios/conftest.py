@@ -10,13 +10,13 @@ with ``CI`` set they must run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import attrs
 import pytest
 
 from trio_phoenix import Channel, ReplyLost
-from trio_phoenix.testing import open_test_server
+from trio_phoenix.testing import TestServerOptions, open_test_server
 
 from . import app, real_phoenix
 
@@ -39,6 +39,17 @@ async def disconnect_me(channel: Channel) -> None:
 def fast_rejoin(attempt: int) -> float:
     """A rejoin schedule for scenarios: 50 ms, so a crash is rejoined quickly."""
     return 0.05
+
+
+#: The test server as the real app is: Phoenix 1.7 on Bandit (whose idle timeout closes with
+#: 1002), the join's own presence_diff before presence_state.
+TESTING_OPTIONS: Final[TestServerOptions] = {
+    "connect": app.connect,
+    "auth_token": True,
+    "phoenix_version": "1.7",
+    "idle_close_code": 1002,
+    "presence_order": "diff_first",
+}
 
 
 @attrs.frozen
@@ -102,5 +113,16 @@ async def server(server_kind: tuple[Kind, str | None]) -> AsyncIterator[Scenario
     if url is not None:
         yield ScenarioServer(kind, url)
         return
-    async with open_test_server(app.channels(), connect=app.connect, auth_token=True) as test:
+    async with open_test_server(app.channels(), **TESTING_OPTIONS) as test:
         yield ScenarioServer(kind, test.url)
+
+
+@pytest.fixture
+async def short_idle_url(server: ScenarioServer) -> AsyncIterator[str]:
+    """The same app with a 1-second idle timeout (``/short_idle`` on the real app)."""
+    if server.kind == "phoenix":
+        yield server.url.rsplit("/", 1)[0] + "/short_idle"
+        return
+    options: TestServerOptions = {**TESTING_OPTIONS, "path": "/short_idle", "idle_timeout": 1.0}
+    async with open_test_server(app.channels(), **options) as test:
+        yield test.url

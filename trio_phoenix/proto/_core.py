@@ -289,6 +289,9 @@ class SocketCore:
         self._heartbeat_timer = _Timer(self._heartbeat_tick)
         self._heartbeat_ref: str | None = None
         self._pings: dict[str, float] = {}
+        # Topic -> join ref of a channel whose leave Phoenix acknowledged: the phx_close it
+        # sends next is expected, not a dropped message.
+        self._left: dict[str, str | None] = {}
         self._counters = _Counters()
 
     # -- introspection -------------------------------------------------------------------
@@ -438,6 +441,7 @@ class SocketCore:
         self._timers.cancel(self._heartbeat_timer)
         self._heartbeat_ref = None
         self._lose_pings()
+        self._left.clear()
         self._outbox = []
         payload = {"source": "transport", "reason": reason}
         for channel in list(self._channels.values()):
@@ -701,6 +705,8 @@ class SocketCore:
                 if message.topic == PHOENIX_TOPIC:
                     return
         channel = self._channels.get(message.topic)
+        if message.event == PHX_CLOSE and self._closes_left_channel(channel, message):
+            return
         if channel is None:
             self._drop("unknown_topic", message)
             return
@@ -719,6 +725,21 @@ class SocketCore:
             )
         else:
             self._events.append(MessageReceived(channel, message))
+
+    def _closes_left_channel(self, channel: ChannelCore | None, message: Message) -> bool:
+        """Whether ``message`` is the phx_close Phoenix sends after acknowledging a leave.
+
+        It names the left channel's join ref (``null`` when the server kept none, as for V1
+        joins; that one is only taken while no new channel holds the topic).
+        """
+        topic = message.topic
+        if topic not in self._left:
+            return False
+        join_ref = message.join_ref
+        if join_ref == self._left[topic] or (join_ref is None and channel is None):
+            del self._left[topic]
+            return True
+        return False
 
     def _drop(self, reason: str, message: Message) -> None:
         self._counters.dropped_messages += 1
@@ -742,6 +763,7 @@ class SocketCore:
         elif push.kind is PushKind.JOIN:
             self._on_join_reply(channel, status, response, now)
         else:
+            self._left[channel.topic] = channel.join_ref
             self._end_channel(channel, ChannelEvent.LEAVE_DONE, "left")
 
     def _on_join_reply(self, channel: ChannelCore, status: str, response: Any, now: float) -> None:

@@ -1,11 +1,13 @@
 """trio_phoenix.testing: a faithful in-process Phoenix endpoint, fault injection, pytest fixtures.
 
-`TestServer` speaks the Phoenix Channels protocol the way Phoenix 1.8.12 does (handshake and
-``vsn`` negotiation, the routing table of ``Phoenix.Socket``, channel crashes and closes,
-heartbeats, close codes, presence), with channels written as Python classes shaped like Phoenix
-channel modules. Start one with ``async with open_test_server(channels) as server`` or
-``await nursery.start(serve_test_server)``, point a client at ``server.url``, and break things
-on purpose through ``server.connections`` or a `FaultProxy`.
+`TestServer` speaks the Phoenix Channels protocol the way Phoenix 1.8.12 on Bandit 1.11 does
+(``phoenix_version="1.7"``: Phoenix 1.7), from WebSocket frames up: handshake and ``vsn``
+negotiation, the routing table of ``Phoenix.Socket``, channel crashes and closes, heartbeats,
+close codes, presence (diff before state by default; ``presence_order``), with channels
+written as Python classes shaped like Phoenix channel modules. Start one with
+``async with open_test_server(channels) as server`` or ``await nursery.start(serve_test_server)``,
+point a client at ``server.url``, and break things on purpose through ``server.connections`` or
+a `FaultProxy`.
 
 The pytest plugin (registered automatically) provides the ``phoenix_server`` and
 ``phoenix_server_factory`` fixtures; see ``trio_phoenix.testing._pytest_plugin``.
@@ -44,7 +46,11 @@ from ._handshake import (
     OriginCheck as OriginCheck,
     Reject as Reject,
 )
-from ._presence import Presence as Presence, new_phx_ref as new_phx_ref
+from ._presence import (
+    Presence as Presence,
+    PresenceOrder as PresenceOrder,
+    new_phx_ref as new_phx_ref,
+)
 from ._proxy import (
     FaultProxy as FaultProxy,
     ProxyConnection as ProxyConnection,
@@ -58,3 +64,4 @@ from ._server import (
     open_test_server as open_test_server,
     serve_test_server as serve_test_server,
 )
+from ._versions import PhoenixVersion as PhoenixVersion

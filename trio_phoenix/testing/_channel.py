@@ -273,7 +273,7 @@ class ChannelProcess:
         frame_event = {"stopped": PHX_CLOSE, "left": PHX_CLOSE, "errored": PHX_ERROR}.get(how)
         if frame_event is not None:
             payload: dict[str, Any] = (
-                {"reason": "channel_crash"} if frame_event == PHX_ERROR else {}
+                self.connection.server._rules.error_payload() if frame_event == PHX_ERROR else {}
             )
             self.connection._send(
                 Message(

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from trio_phoenix.proto._errors import EncodeError, RemoteProtocolError
 from trio_phoenix.proto._message import (
@@ -45,6 +44,7 @@ from ._channel import ChannelProcess, ChannelSocket, reply_message
 from ._faults import GatedStream
 from ._handlers import Reply
 from ._handshake import ConnectInfo
+from ._websocket import ServerWebSocket, WebSocketEnded
 
 if TYPE_CHECKING:
     from ._server import TestServer
@@ -82,7 +82,7 @@ class ServerConnection:
     """
 
     server: TestServer
-    _ws: WebSocketConnection
+    _ws: ServerWebSocket
     _stream: GatedStream
     id: str | None = attrs.field(kw_only=True)
     params: dict[str, Any] = attrs.field(kw_only=True)
@@ -97,6 +97,7 @@ class ServerConnection:
     _close_code: int | None = attrs.field(default=None, init=False)
     _close_reason: str | None = attrs.field(default=None, init=False)
     _closed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _read_done: trio.Event = attrs.field(factory=trio.Event, init=False)
     _send_delay: float = attrs.field(default=0.0, init=False)
     _received_lot: trio.lowlevel.ParkingLot = attrs.field(
         factory=trio.lowlevel.ParkingLot, init=False
@@ -240,27 +241,19 @@ class ServerConnection:
     # -- the three tasks --------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        max_size = self.server.max_frame_size
         while True:
             try:
                 frame = await self._ws.get_message()
-            except ConnectionClosed as exc:
+            except WebSocketEnded as exc:
+                self._read_done.set()
                 if not self._closing:
-                    # The client closed, the TCP stream ended, or trio-websocket itself
-                    # closed with 1009 for an oversized message.
-                    if exc.reason is not None:
-                        self._close_code, self._close_reason = exc.reason.code, exc.reason.reason
+                    # The client closed, broke the protocol (the WebSocket layer has closed
+                    # with 1002, 1007, 1008 or 1009 then), or the TCP stream ended.
+                    self._closing = True
+                    self._close_code, self._close_reason = exc.code, exc.reason
                     self._end()
                 return
             if self._closing:
-                continue
-            # trio-websocket counts characters; Phoenix's limit is in bytes.
-            if (
-                isinstance(frame, str)
-                and len(frame) * 4 > max_size
-                and len(frame.encode("utf-8", "surrogatepass")) > max_size
-            ):
-                self._request_close(CLOSE_TOO_BIG)
                 continue
             try:
                 message = self.serializer.decode(frame)
@@ -284,14 +277,16 @@ class ServerConnection:
                 code, reason = item.close
                 self._close_code, self._close_reason = code, reason
                 with trio.move_on_after(self.server.close_timeout):
-                    await self._ws.aclose(code, reason or None)
+                    # Bandit half-closes at once, then reads until the client's close frame.
+                    await self._ws.close(code, reason)
+                    await self._read_done.wait()
                 self._end()
                 return
             assert item.frame is not None
             try:
                 await self._ws.send_message(item.frame)
-            except ConnectionClosed:
-                return  # the reader sees the same close and ends the connection
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the reader sees the stream end and ends the connection
 
     async def _idle_loop(self) -> None:
         timeout = self.server.idle_timeout
@@ -341,9 +336,8 @@ class ServerConnection:
             else:
                 self._send(_unmatched(message))
             return
-        stored = process.stored_join_ref
-        if message.join_ref is not None and stored is not None and message.join_ref != stored:
-            return  # stale join_ref: ignored without a reply (Phoenix >= 1.8.3)
+        if not self.server._rules.delivers(event, message.join_ref, process.stored_join_ref):
+            return  # ignored without a reply (see ``_versions``)
         process.deliver(message)
 
     def _channel_for(self, topic: object) -> ChannelProcess | None:

@@ -1,6 +1,6 @@
 """Network faults: a gate that can stall traffic, and a TCP stream wrapper that obeys it.
 
-Both the test server (under trio-websocket) and the fault proxy move bytes through these, so
+Both the test server (under its WebSocket layer) and the fault proxy move bytes through these, so
 "stall", "resume" and "drop" mean the same thing everywhere:
 
 * *stall*: no byte moves in either direction, as on a half-open connection. Bytes the peer sends

@@ -9,21 +9,30 @@ Shapes (protocol reference §9.1):
   in the same per-key shape. An update is *one* diff: a leave of the old meta and a join of
   the new one, which carries ``phx_ref_prev``.
 
-Tracking is synchronous (`Presence.list` sees a track at once), but diffs are dispatched by
-a server task, as Phoenix's tracker process does: the usual ``track`` then
-``push_state`` in ``after_join`` puts ``presence_state`` on the wire before the diff, as on
-a real server. A presence is owned by a channel (`~trio_phoenix.testing.ChannelSocket`) or a
-connection, and is removed, with a leave diff, when its owner ends.
+Tracking is synchronous (`Presence.list` sees a track at once). When the diff goes out is
+the ``order`` option, since Phoenix broadcasts it asynchronously and clients meet both orders:
+
+* ``"diff_first"`` (the default): every diff is broadcast at once, so the usual ``track``
+  then ``push_state`` in ``after_join`` puts the join's own ``presence_diff`` on the wire
+  *before* ``presence_state``, as a real Phoenix 1.7.24 server did in every observed join;
+* ``"state_first"``: diffs are queued and broadcast by a server task, so ``presence_state``
+  comes first;
+* ``"random"``: each diff picks one of the two (from ``random.Random(seed)``).
+
+Diffs always go out in the order they were made. A presence is owned by a channel
+(`~trio_phoenix.testing.ChannelSocket`) or a connection, and is removed, with a leave diff,
+when its owner ends.
 """
 
 from __future__ import annotations
 
 import base64
 import builtins
-import math
 import os
+import random
+from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
 
 import attrs
 import trio
@@ -32,11 +41,14 @@ if TYPE_CHECKING:
     from ._channel import ChannelSocket
     from ._connection import ServerConnection
 
-__all__ = ["Presence", "PresenceOwner", "PresenceState", "new_phx_ref"]
+__all__ = ["Presence", "PresenceOrder", "PresenceOwner", "PresenceState", "new_phx_ref"]
 
 #: A channel or a whole connection.
 PresenceOwner: TypeAlias = "ChannelSocket | ServerConnection"
 Broadcast: TypeAlias = Callable[[str, str, dict[str, Any]], None]
+#: When a diff is broadcast relative to the code that made it (see the module docstring).
+PresenceOrder: TypeAlias = Literal["diff_first", "state_first", "random"]
+PRESENCE_ORDERS: Final = ("diff_first", "state_first", "random")
 #: ``{key: {"metas": [meta, ...]}}``.
 PresenceState: TypeAlias = dict[str, dict[str, list[dict[str, Any]]]]
 
@@ -81,12 +93,19 @@ class Presence:
     """The presence tracker of one test server (``server.presence``)."""
 
     _broadcast: Broadcast
+    order: PresenceOrder = attrs.field(default="diff_first", kw_only=True)
+    seed: int | None = attrs.field(default=None, kw_only=True)
     _topics: dict[str, list[_Entry]] = attrs.field(factory=dict, init=False)
-    _diffs_send: trio.MemorySendChannel[_Diff] = attrs.field(init=False)
-    _diffs: trio.MemoryReceiveChannel[_Diff] = attrs.field(init=False)
+    _pending: deque[_Diff] = attrs.field(factory=deque, init=False)
+    _wakeup: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot, init=False)
+    _random: random.Random = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._diffs_send, self._diffs = trio.open_memory_channel[_Diff](math.inf)
+        if self.order not in PRESENCE_ORDERS:
+            raise ValueError(
+                f"presence order must be one of {PRESENCE_ORDERS}, not {self.order!r}"
+            )
+        self._random = random.Random(self.seed)
 
     def __repr__(self) -> str:
         return f"<Presence topics={sorted(self._topics)!r}>"
@@ -166,7 +185,14 @@ class Presence:
 
     async def dispatch(self) -> None:
         """Broadcast queued diffs, in order, until cancelled (a server task)."""
-        async for topic, diff in self._diffs:
+        while True:
+            if not self._pending:
+                await self._wakeup.park()
+            self._flush()
+
+    def _flush(self) -> None:
+        while self._pending:
+            topic, diff = self._pending.popleft()
             self._broadcast(topic, DIFF_EVENT, diff)
 
     def _find(self, owner: object, topic: str, key: str) -> _Entry | None:
@@ -186,7 +212,14 @@ class Presence:
     def _queue_diff(
         self, topic: str, *, joins: builtins.list[_Entry], leaves: builtins.list[_Entry]
     ) -> None:
-        self._diffs_send.send_nowait((topic, {"joins": _group(joins), "leaves": _group(leaves)}))
+        self._pending.append((topic, {"joins": _group(joins), "leaves": _group(leaves)}))
+        order = self.order
+        if order == "random":
+            order = self._random.choice(("diff_first", "state_first"))
+        if order == "diff_first":
+            self._flush()
+        else:
+            self._wakeup.unpark_all()
 
 
 def _topic_of(owner: PresenceOwner, topic: str | None) -> str:

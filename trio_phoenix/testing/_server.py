@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
 
 from trio_phoenix.proto._message import Message
 from trio_phoenix.proto._serializer import Frame, Serializer
@@ -43,7 +42,9 @@ from ._handshake import (
     serializer_for_vsn,
     split_auth_token,
 )
-from ._presence import Presence
+from ._presence import Presence, PresenceOrder
+from ._versions import PhoenixVersion, VersionRules, rules_for
+from ._websocket import Upgrade, read_upgrade
 
 if TYPE_CHECKING:
     from ._channel import ChannelProcess
@@ -79,6 +80,9 @@ class TestServerOptions(TypedDict, total=False):
     idle_close_code: int
     close_timeout: float
     handshake_timeout: float
+    phoenix_version: PhoenixVersion
+    presence_order: PresenceOrder
+    presence_seed: int | None
 
 
 @attrs.frozen(kw_only=True)
@@ -126,11 +130,27 @@ class TestServer:
         check_origin: see `~trio_phoenix.testing.OriginCheck`; only applied when the request has
             an ``Origin`` header.
         max_channels_per_transport: joins beyond this are refused.
-        max_frame_size: bigger client messages close the connection with 1009.
+        max_frame_size: a client frame whose header plus payload is bigger closes the
+            connection with a code-only 1009 as soon as its header arrives (Bandit's rule).
         idle_timeout: seconds without received data before the server closes the connection
             (``None``: never); the code is ``idle_close_code`` (Cowboy: 1000, Bandit: 1002).
         close_timeout: how long a closing handshake may take before the TCP stream is cut.
         handshake_timeout: how long a new TCP connection may take to send its upgrade request.
+        phoenix_version: ``"1.8"`` (default) or ``"1.7"``, for what changed between them: the
+            close code of `disconnect` (1001 / 1000), the ``phx_error`` payload
+            (``{"reason": "channel_crash"}`` / ``{}``) and which join refs are checked (1.8:
+            every message's, a null-ref channel ignoring any with a join ref; 1.7: only
+            ``phx_leave``'s). See ``trio_phoenix.testing._versions``.
+        presence_order: ``"diff_first"`` (default; a join's own ``presence_diff`` goes out
+            before the ``presence_state`` pushed after it, as on a real Phoenix),
+            ``"state_first"`` (diffs are broadcast by a server task, after the current step)
+            or ``"random"`` (each diff picks one, from ``random.Random(presence_seed)``).
+        presence_seed: the seed of ``presence_order="random"``.
+
+    The WebSocket layer follows Bandit 1.11 (see ``trio_phoenix.testing._websocket``):
+    close frames are code-only, a client's close is answered with 1000 (1002 for codes that
+    may not be sent), TCP is half-closed right after each close frame, text that is not UTF-8
+    closes with 1007, and an unmasked client frame is swallowed with all that follows.
 
     Example:
         >>> async def main():
@@ -156,6 +176,9 @@ class TestServer:
     idle_close_code: int = attrs.field(default=1000, kw_only=True)
     close_timeout: float = attrs.field(default=5.0, kw_only=True)
     handshake_timeout: float = attrs.field(default=60.0, kw_only=True)
+    phoenix_version: PhoenixVersion = attrs.field(default="1.8", kw_only=True)
+    presence_order: PresenceOrder = attrs.field(default="diff_first", kw_only=True)
+    presence_seed: int | None = attrs.field(default=None, kw_only=True)
     #: The channel routes.
     router: Router = attrs.field(init=False)
     #: The presence tracker.
@@ -173,10 +196,14 @@ class TestServer:
     _subscribers: dict[str, list[ChannelProcess]] = attrs.field(factory=dict, init=False)
     _changed: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot, init=False)
     _running: bool = attrs.field(default=False, init=False)
+    _rules: VersionRules = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._rules = rules_for(self.phoenix_version)
         self.router = Router(self._channels)
-        self.presence = Presence(self.broadcast)
+        self.presence = Presence(
+            self.broadcast, order=self.presence_order, seed=self.presence_seed
+        )
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "not started"
@@ -209,8 +236,8 @@ class TestServer:
     def broadcast(self, topic: str, event: str, payload: dict[str, Any] | bytes) -> None:
         """Send ``[null, null, topic, event, payload]`` to every channel joined to ``topic``.
 
-        A ``"disconnect"`` broadcast to a socket id also closes that id's connections with 1001,
-        as ``Endpoint.broadcast(id, "disconnect", %{})`` does.
+        A ``"disconnect"`` broadcast to a socket id also closes that id's connections, as
+        ``Endpoint.broadcast(id, "disconnect", %{})`` does (see `disconnect`).
 
         Raises:
             ValueError: the payload is not a dict or bytes, or a subscriber's serializer
@@ -219,10 +246,11 @@ class TestServer:
         self._broadcast(topic, event, payload)
 
     def disconnect(self, socket_id: str) -> None:
-        """Close every connection whose socket id is ``socket_id`` with 1001."""
+        """Close every connection whose socket id is ``socket_id``: 1001 (Phoenix 1.8) or 1000
+        (``phoenix_version="1.7"``)."""
         for connection in list(self.connections):
             if connection.id == socket_id:
-                connection._request_close(CLOSE_GOING_AWAY)
+                connection._request_close(self._rules.disconnect_code)
 
     def drain(self) -> None:
         """Close every open connection with 1012, as Phoenix's socket drainer does."""
@@ -310,9 +338,7 @@ class TestServer:
     async def _handle_tcp(self, tcp: trio.SocketStream) -> None:
         stream = GatedStream(tcp)
         try:
-            async with trio.open_nursery() as nursery:
-                await self._handle_websocket(nursery, stream)
-                nursery.cancel_scope.cancel()
+            await self._handle_websocket(stream)
             if not stream.dropped:
                 await self._linger(stream)
         finally:
@@ -329,22 +355,23 @@ class TestServer:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def _handle_websocket(self, nursery: trio.Nursery, stream: GatedStream) -> None:
-        request: WebSocketRequest | None = None
+    async def _handle_websocket(self, stream: GatedStream) -> None:
+        request: Upgrade | None = None
         with trio.move_on_after(self.handshake_timeout):
-            request = await wrap_server_stream(
-                nursery, stream, max_message_size=self.max_frame_size
-            )
+            try:
+                request = await read_upgrade(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
         if request is None:
             return
         try:
             decision = await self._decide(request, stream)
             if isinstance(decision, Reject):
                 self._upgrades_rejected += 1
-                await request.reject(decision.status_code, body=decision.body or None)
+                await request.reject(decision.status_code, decision.body)
                 return
-            websocket = await request.accept(subprotocol=decision.subprotocol)
-        except ConnectionClosed:
+            websocket = await request.accept(decision.subprotocol, self.max_frame_size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         connection = ServerConnection(
             self,
@@ -365,7 +392,7 @@ class TestServer:
             self.connections.remove(connection)
             self._changed.unpark_all()
 
-    async def _decide(self, request: WebSocketRequest, stream: GatedStream) -> _Upgrade | Reject:
+    async def _decide(self, request: Upgrade, stream: GatedStream) -> _Upgrade | Reject:
         """Phoenix's upgrade checks, in Phoenix's order (see ``_handshake``)."""
         if self._reject_status is not None:
             return Reject(self._reject_status)

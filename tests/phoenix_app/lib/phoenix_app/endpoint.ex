@@ -1,7 +1,7 @@
 defmodule PhoenixApp.Endpoint do
   @moduledoc """
   One socket at `/socket` (WebSocket and LongPoll, V1 and V2 serializers) and the same socket
-  with permessage-deflate at `/compressed`.
+  with permessage-deflate at `/compressed`, and with a 1-second idle timeout at `/short_idle`.
   """
   use Phoenix.Endpoint, otp_app: :phoenix_app
 
@@ -16,4 +16,7 @@ defmodule PhoenixApp.Endpoint do
     longpoll: [connect_info: [:x_headers]]
 
   socket "/compressed", PhoenixApp.UserSocket, websocket: [{:compress, true} | @websocket]
+
+  # A 1-second idle timeout, for wire scenarios that end only by it.
+  socket "/short_idle", PhoenixApp.UserSocket, websocket: [{:timeout, 1_000} | @websocket]
 end
