@@ -86,14 +86,19 @@ def _presence(index: int, ref: int) -> dict[str, Any]:
     return {"metas": [meta]}
 
 
-def workload(keys: int, diffs: int) -> dict[str, Any]:
+def workload(keys: int, diffs: int, integer_keys: bool = False) -> dict[str, Any]:
     """A state of ``keys`` keys and ``diffs`` diffs: diff j joins key ``keys + j`` and makes
-    key j leave."""
-    state = {f"device:{index}": _presence(index, index) for index in range(keys)}
+    key j leave. Keys are ``"device:<i>"``, or ``"<i>"`` (array indices to JavaScript, kept
+    in numeric order: numeric user ids)."""
+
+    def key(index: int) -> str:
+        return str(index) if integer_keys else f"device:{index}"
+
+    state = {key(index): _presence(index, index) for index in range(keys)}
     changes = [
         {
-            "joins": {f"device:{keys + j}": _presence(keys + j, keys + j)},
-            "leaves": {f"device:{j}": _presence(j, j)},
+            "joins": {key(keys + j): _presence(keys + j, keys + j)},
+            "leaves": {key(j): _presence(j, j)},
         }
         for j in range(diffs)
     ]
@@ -338,49 +343,69 @@ def _counts(config: PresenceConfig, keys: int) -> dict[str, tuple[int, int]]:
     }
 
 
+def _measure(
+    node: _Node, config: PresenceConfig, path: Path, text: str, ops: tuple[str, ...], keys: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-call seconds of each op, trio_phoenix's and phoenix.js's, one of each per run."""
+    counts = _counts(config, keys)
+    # Warm-up (imports, the JIT), not measured.
+    _PY_OPS["diff"](text, 50)
+    node.run("diff", path, 50)
+    ours: dict[str, list[float]] = {op: [] for op in ops}
+    theirs: dict[str, list[float]] = {op: [] for op in ops}
+    for run in range(config.runs):
+        print(f"  presence {path.stem}: run {run + 1}", file=sys.stderr, flush=True)
+        for op in ops:
+            py_count, js_count = counts[op]
+            if run % 2 == 0:
+                ours[op].append(_PY_OPS[op](text, py_count) / py_count)
+                theirs[op].append(node.run(op, path, js_count) / js_count)
+            else:
+                theirs[op].append(node.run(op, path, js_count) / js_count)
+                ours[op].append(_PY_OPS[op](text, py_count) / py_count)
+    return ours, theirs
+
+
 def presence(config: PresenceConfig) -> tuple[str, list[Row]]:
-    """Measure every presence row; return the phoenix.js versions and the rows."""
+    """Measure every presence row; return a summary line and the rows."""
     rows: list[Row] = []
-    per_call: dict[tuple[str, int], tuple[float, ...]] = {}
+    per_call: dict[tuple[str, int], list[float]] = {}
     references: dict[int, list[float]] = {}
+    smallest, largest = min(config.sizes), max(config.sizes)
+    # Every size with "device:<i>" keys, then the largest with integer keys (main ops only).
+    cases = [(keys, False) for keys in config.sizes] + [(largest, True)]
     with tempfile.TemporaryDirectory() as tmp, _node() as node:
-        for keys in config.sizes:
-            counts = _counts(config, keys)
-            path = Path(tmp) / f"presence-{keys}.json"
-            text = json.dumps(workload(keys, max(config.diffs, counts["list"][0])))
+        for keys, integer_keys in cases:
+            lists = _counts(config, keys)["list"][0]
+            data = workload(keys, max(config.diffs, lists), integer_keys)
+            path = Path(tmp) / f"{keys}-{'integer-keys' if integer_keys else 'keys'}.json"
+            text = json.dumps(data)
             path.write_text(text, encoding="utf-8")
-            # Warm-up (imports, the JIT), not measured.
-            _PY_OPS["diff"](text, 50)
-            node.run("diff", path, 50)
-            references[keys] = [
-                _dict_scan(text, config.lookups) / config.lookups for _ in range(config.runs)
-            ]
-            ours: dict[str, list[float]] = {op: [] for op in _OPS}
-            theirs: dict[str, list[float]] = {op: [] for op in _OPS}
-            for run in range(config.runs):
-                print(f"  presence {keys:,} keys: run {run + 1}", file=sys.stderr, flush=True)
-                for op, (py_count, js_count) in counts.items():
-                    if run % 2 == 0:
-                        ours[op].append(_PY_OPS[op](text, py_count) / py_count)
-                        theirs[op].append(node.run(op, path, js_count) / js_count)
-                    else:
-                        theirs[op].append(node.run(op, path, js_count) / js_count)
-                        ours[op].append(_PY_OPS[op](text, py_count) / py_count)
-            for op, (label, unit, factor, target) in _OPS.items():
-                per_call[op, keys] = tuple(ours[op])
+            ops = tuple(op for op in _OPS if not (integer_keys and op in _LOOKUPS))
+            if not integer_keys:
+                references[keys] = [
+                    _dict_scan(text, config.lookups) / config.lookups for _ in range(config.runs)
+                ]
+            ours, theirs = _measure(node, config, path, text, ops, keys)
+            for op in ops:
+                label, unit, factor, target = _OPS[op]
+                if not integer_keys:
+                    per_call[op, keys] = ours[op]
+                note = _NOTES.get(op, "") if keys == smallest and not integer_keys else ""
+                if integer_keys and op == "diff":
+                    note = 'keys "0", "1", ...: JavaScript orders them numerically'
                 rows.append(
                     Row(
-                        name=f"{keys:,} keys: {label}",
+                        name=f"{keys:,} {'integer keys' if integer_keys else 'keys'}: {label}",
                         unit=unit,
                         phoenix=tuple(value * factor for value in ours[op]),
                         raw=tuple(value * factor for value in theirs[op]),
                         higher_is_better=False,
-                        target=target if keys == max(config.sizes) else None,
-                        note=_NOTES.get(op, "") if keys == min(config.sizes) else "",
+                        target=target if keys == largest else None,
+                        note=note,
                     )
                 )
         versions = node.versions
-    smallest, largest = min(config.sizes), max(config.sizes)
     growth = [
         f"{op} {_median(per_call[op, largest]) / _median(per_call[op, smallest]):.2f}x"
         for op in _LOOKUPS
@@ -393,5 +418,5 @@ def presence(config: PresenceConfig) -> tuple[str, list[Row]]:
     return summary, rows
 
 
-def _median(values: tuple[float, ...] | list[float]) -> float:
+def _median(values: list[float]) -> float:
     return statistics.median(values)

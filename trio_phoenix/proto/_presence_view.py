@@ -13,8 +13,10 @@ module adds is how the view is stored and read:
 - **JavaScript key order is kept, not recomputed.** For keys that are not array indices,
   JavaScript's order is insertion order, and so is a dict's (a replaced value keeps its
   place, a deleted and re-added key goes last, in both). Array-index keys (``"0"``,
-  ``"17"``...) come first in numeric order: the view records them as they come and go and
-  sorts them only when a read needs that order after they changed.
+  ``"17"``...) come first in numeric order: as long as each one arrives above the others and
+  before any non-index key (numeric ids handed out in increasing order), the dict stays in
+  JavaScript order; otherwise the next read that needs the order rebuilds the dict in order
+  once (O(n log n)).
 - **Reads cost what they return.** ``get(key)``, ``key in view`` and ``len(view)`` are one
   dict operation. ``list()`` builds one new list (O(n), no copying of entries). ``state`` is
   a read-only snapshot: built once after a change (one shallow O(n) copy), then the same
@@ -27,8 +29,7 @@ module adds is how the view is stored and read:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Mapping
-from itertools import chain
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 import attrs
@@ -88,12 +89,16 @@ PresenceSynced()]
         []
     """
 
-    #: key -> read-only presence, in insertion order (JavaScript's order for non-index keys).
+    #: key -> read-only presence, in insertion order: JavaScript's order while ``_ordered``.
     _entries: dict[str, PresenceEntry] = attrs.field(factory=dict, init=False)
     #: The array-index keys among ``_entries`` -> their numeric value.
     _indices: dict[str, int] = attrs.field(factory=dict, init=False)
-    #: ``_indices`` in numeric order; ``None`` after the set of index keys changed.
-    _sorted_indices: builtins.list[str] | None = attrs.field(default=None, init=False)
+    #: Whether ``_entries`` iterates in JavaScript order. An index key added after a
+    #: non-index key, or below ``_last_index``, breaks it; the next read that needs the
+    #: order rebuilds the dict in order.
+    _ordered: bool = attrs.field(default=True, init=False)
+    #: Not below any index key in ``_entries`` (the largest added since the last rebuild).
+    _last_index: int = attrs.field(default=-1, init=False)
     #: What ``state`` returns; ``None`` after any change.
     _snapshot: ReadOnlyDict | None = attrs.field(default=None, init=False)
     _pending_diffs: builtins.list[tuple[PresenceState, PresenceState]] = attrs.field(
@@ -112,7 +117,7 @@ PresenceSynced()]
         """
         snapshot = self._snapshot
         if snapshot is None:
-            snapshot = ReadOnlyDict(self._ordered_items())
+            snapshot = ReadOnlyDict(self._ordered_entries())
             self._snapshot = snapshot
         return snapshot
 
@@ -161,25 +166,24 @@ PresenceSynced()]
         Args:
             chooser: maps ``(key, presence)`` to the list item; by default the presence.
         """
+        entries = self._ordered_entries()
         if chooser is None:
-            if not self._indices:
-                return builtins.list(self._entries.values())
-            return [presence for _, presence in self._ordered_items()]
-        return [chooser(key, presence) for key, presence in self._ordered_items()]
+            return builtins.list(entries.values())
+        return [chooser(key, presence) for key, presence in entries.items()]
 
-    def _ordered_items(self) -> Iterable[tuple[str, PresenceEntry]]:
-        entries = self._entries
-        indices = self._indices
-        if not indices:
-            return entries.items()
-        order = self._sorted_indices
-        if order is None:
+    def _ordered_entries(self) -> dict[str, PresenceEntry]:
+        # The entries, iterating in JavaScript order: rebuilt in that order if an index key
+        # came out of order since the last read (a sort of the index keys, O(n log n)).
+        # Numeric ids handed out in increasing order never need it.
+        if not self._ordered:
+            entries = self._entries
+            indices = self._indices
             order = sorted(indices, key=indices.__getitem__)
-            self._sorted_indices = order
-        return chain(
-            [(key, entries[key]) for key in order],
-            [(key, presence) for key, presence in entries.items() if key not in indices],
-        )
+            self._last_index = indices[order[-1]] if order else -1
+            order += [key for key in entries if key not in indices]
+            self._entries = {key: entries[key] for key in order}
+            self._ordered = True
+        return self._entries
 
     # --- events -------------------------------------------------------------------------------
 
@@ -307,8 +311,13 @@ PresenceSynced()]
         if current is None:
             entries[key] = joined
             if _is_array_index(key):
-                self._indices[key] = int(key)
-                self._sorted_indices = None
+                value = int(key)
+                indices = self._indices
+                indices[key] = value
+                if value > self._last_index and len(indices) == len(entries):
+                    self._last_index = value  # appended after every key: still in order
+                else:
+                    self._ordered = False
         else:
             joined_refs = {meta["phx_ref"] for meta in joined["metas"]}
             kept = [meta for meta in current["metas"] if meta["phx_ref"] not in joined_refs]
@@ -340,8 +349,7 @@ PresenceSynced()]
             entries[key] = remaining
         else:
             del entries[key]
-            if self._indices.pop(key, None) is not None:
-                self._sorted_indices = None
+            self._indices.pop(key, None)  # deleting a key keeps the order
 
 
 # --- checking and freezing payloads in one pass -----------------------------------------------
