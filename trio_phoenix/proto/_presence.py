@@ -51,6 +51,7 @@ from typing import Any, Final, TypeAlias, TypeVar, overload
 import attrs
 
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._limits import MAX_NESTING, BufferBound, check_nesting, is_array_index
 
 __all__ = [
     "OnJoin",
@@ -80,6 +81,9 @@ OnJoin: TypeAlias = Callable[[str, PresenceEntry | None, PresenceEntry], object]
 OnLeave: TypeAlias = Callable[[str, PresenceEntry, PresenceEntry], object]
 
 _MAX_ARRAY_INDEX: Final = 2**32 - 2
+#: Default bound of the diffs a ``PresenceSync`` queues while it waits for a state.
+MAX_PENDING_DIFFS: Final = 1000
+MAX_PENDING_BYTES: Final = 10_000_000
 _MISSING: Final = object()
 _JSON_TYPE_NAMES: Final[Mapping[type, str]] = {
     dict: "an object",
@@ -97,13 +101,7 @@ _JSON_TYPE_NAMES: Final[Mapping[type, str]] = {
 
 def _is_array_index(key: str) -> bool:
     # Canonical array index: what ToString(ToUint32(key)) gives back unchanged, below 2**32 - 1.
-    # isascii() first: str.isdigit() also accepts digits from other scripts.
-    return (
-        key.isascii()
-        and key.isdigit()
-        and (key == "0" or key[0] != "0")
-        and int(key) <= _MAX_ARRAY_INDEX
-    )
+    return is_array_index(key, _MAX_ARRAY_INDEX)
 
 
 def js_keys(keys: Iterable[str]) -> builtins.list[str]:
@@ -162,6 +160,7 @@ def _check_presences(value: object, what: str, error: type[ProtocolError]) -> Pr
             ref = meta.get("phx_ref", _MISSING)
             if not isinstance(ref, str):
                 raise error(f'{where}["phx_ref"] must be a string, got {_describe(ref)}')
+            check_nesting(meta, MAX_NESTING, where, error)
     return value
 
 
@@ -440,6 +439,14 @@ PresenceSynced()]
         factory=builtins.list, init=False
     )
     _join_ref: str | None = attrs.field(default=None, init=False)
+    #: Bound of the diffs queued while a state is pending, in diffs and in frame bytes.
+    max_pending_diffs: int = attrs.field(default=MAX_PENDING_DIFFS, kw_only=True)
+    max_pending_bytes: int = attrs.field(default=MAX_PENDING_BYTES, kw_only=True)
+    _pending_bound: BufferBound = attrs.field(init=False)
+
+    @_pending_bound.default
+    def _new_pending_bound(self) -> BufferBound:
+        return BufferBound(self.max_pending_diffs, self.max_pending_bytes)
 
     @property
     def state(self) -> PresenceState:
@@ -487,26 +494,37 @@ PresenceSynced()]
         for joins, leaves in self._pending_diffs:
             _apply_diff(self._state, joins, leaves, on_join, on_leave)
         self._pending_diffs = []
+        self._pending_bound = self._new_pending_bound()
         changes.append(PresenceSynced())
         return changes
 
     def handle_diff(
-        self, payload: object, channel_join_ref: str | None
+        self, payload: object, channel_join_ref: str | None, *, size: int = 0
     ) -> builtins.list[PresenceChange]:
         """Apply a ``presence_diff`` payload, or queue it while a state is pending.
 
         Args:
             payload: the message payload.
             channel_join_ref: the channel's current join ref.
+            size: the size of the diff's frame in bytes, counted against
+                ``max_pending_bytes`` if the diff is queued.
 
         Returns:
             The joins and leaves, then one ``PresenceSynced``; nothing if the diff was queued.
 
         Raises:
-            RemoteProtocolError: the payload is malformed; nothing changed.
+            RemoteProtocolError: the payload is malformed, or queueing it would exceed the
+                pending bound; nothing changed.
         """
         joins, leaves = _check_diff(payload)
         if self.in_pending_sync_state(channel_join_ref):
+            bound = self._pending_bound
+            if not bound.fits(size):
+                raise RemoteProtocolError(
+                    f"presence diff refused: {bound.items} diffs ({bound.bytes} bytes) already "
+                    "wait for a presence_state"
+                )
+            bound.add(size)
             self._pending_diffs.append((_clone(joins), _clone(leaves)))
             return []
         changes: builtins.list[PresenceChange] = []
