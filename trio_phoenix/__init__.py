@@ -34,7 +34,10 @@ else:
     from ._exceptions import (
         ChannelClosed as ChannelClosed,
         ConnectError as ConnectError,
+        ConnectTimeout as ConnectTimeout,
         EncodeError as EncodeError,
+        InvalidHeader as InvalidHeader,
+        InvalidParams as InvalidParams,
         InvalidTransition as InvalidTransition,
         InvalidURL as InvalidURL,
         JoinError as JoinError,
@@ -72,6 +75,7 @@ else:
         open_socket as open_socket,
     )
     from ._subscription import (
+        DEFAULT_MAX_BUFFER_BYTES as DEFAULT_MAX_BUFFER_BYTES,
         OverflowPolicy as OverflowPolicy,
         Subscription as Subscription,
         SubscriptionStatistics as SubscriptionStatistics,
