@@ -21,7 +21,6 @@ import math
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from functools import partial
 from types import EllipsisType
 from typing import Any, Final, final
 
@@ -71,7 +70,7 @@ from .proto import (
     redact_url,
 )
 
-__all__ = ["Socket", "SocketState", "SocketStatistics", "connect_socket", "open_socket"]
+__all__ = ["Socket", "SocketState", "SocketStatistics"]
 
 #: The socket's connection state (see ``Socket.state``).
 SocketState = ConnectionState
@@ -599,61 +598,3 @@ class Socket:
                 await transport.send_many(frames)
             except TransportClosed:
                 pass  # the reader sees the loss and reports it
-
-
-async def connect_socket(
-    nursery: trio.Nursery, url: str, *, wait_connected: bool = True, **options: Any
-) -> Socket:
-    """Start a socket whose tasks run in ``nursery``; close it with ``await socket.aclose()``.
-
-    Takes the same options as ``open_socket``, and waits as it does.
-    """
-    socket = Socket(url, _token=_CONSTRUCTOR_TOKEN, **options)
-    with socket._timeout_tells_why(trio.current_effective_deadline()):
-        await nursery.start(partial(socket._run, wait_connected=wait_connected))
-    return socket
-
-
-@asynccontextmanager
-async def open_socket(
-    url: str, *, wait_connected: bool = True, **options: Any
-) -> AsyncIterator[Socket]:
-    """Open a Phoenix socket for the block; leave its channels and close it at the end.
-
-    ``url`` is the socket's mount point, e.g. ``"ws://localhost:4000/socket"``: ``/websocket``
-    and ``vsn=2.0.0`` are added as phoenix.js adds them. By default the block starts once the
-    first connection is open: a refused or unreachable server is retried with the reconnect
-    backoff (bound the wait with ``trio.fail_after``), while a rejected upgrade (HTTP 403, ...)
-    raises ``ConnectError`` at once. With ``wait_connected=False`` the block starts at once and
-    joins and pushes wait for the connection.
-
-    Options (all keyword-only): ``params`` (dict, or sync/async callable evaluated on every
-    connect), ``auth_token`` (str or callable; sent as Phoenix's ``Sec-WebSocket-Protocol``
-    bearer entry), ``headers``, ``ssl_context``, ``timeout`` (default 10 s for joins, pushes
-    and leaves; ``None``: only your cancel scopes), ``heartbeat_interval`` (30 s; ``None`` to
-    disable), ``reconnect_after(attempt)`` and ``rejoin_after(attempt)`` (phoenix.js schedules;
-    see ``trio_phoenix.jittered``), ``reconnect_on_clean_close`` (True), ``serializer``,
-    ``max_message_size`` (10 MB), ``connect_timeout`` (10 s), ``close_timeout`` (5 s).
-
-    Raises:
-        ConnectError: the first connection attempt was rejected by the server.
-        InvalidURL: the URL cannot be used.
-    """
-    socket = Socket(url, _token=_CONSTRUCTOR_TOKEN, **options)
-    deadline = trio.current_effective_deadline()
-    user_error: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            with socket._timeout_tells_why(deadline):
-                await nursery.start(
-                    partial(socket._run, wait_connected=wait_connected, shield=True)
-                )
-            try:
-                yield socket
-            except BaseException as exc:
-                user_error = exc
-                raise
-            finally:
-                await socket.aclose()
-    except BaseExceptionGroup as group:
-        raise_preferred(group, user_error)
