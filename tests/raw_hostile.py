@@ -56,6 +56,10 @@ class RawConnection:
     async def send_text(self, text: str) -> None:
         await self.send_raw(frame(0x1, text.encode("utf-8")))
 
+    async def send_texts(self, texts: list[str]) -> None:
+        """Send text frames in one write."""
+        await self.send_raw(b"".join(frame(0x1, text.encode("utf-8")) for text in texts))
+
     async def send_message(self, *fields: Any) -> None:
         await self.send_text(json.dumps(list(fields)))
 

@@ -597,7 +597,7 @@ attacks = st.one_of(
     st.builds(Attack, st.just("deep_payload"), st.integers(100, 20_000)),
     st.builds(Attack, st.just("huge_number"), st.integers(1000, 50_000)),
     st.builds(Attack, st.just("huge_float"), st.integers(1, 1000)),
-    st.builds(Attack, st.just("diff_flood"), st.integers(1, 3000)),
+    st.builds(Attack, st.just("diff_flood"), st.integers(1, 1200)),
 )
 
 
@@ -612,7 +612,7 @@ async def raw_client(server: RawServer) -> AsyncIterator[tuple[Socket, Channel, 
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     report_multiple_bugs=False,
@@ -626,7 +626,7 @@ async def test_a_raw_hostile_server_cannot_crash_the_socket(attack_lists: list[A
 
 
 async def _withstand(attack_list: list[Attack]) -> None:
-    with trio.fail_after(30):
+    with trio.fail_after(60):
         async with open_raw_server() as server, raw_client(server) as (socket, channel, other):
             connection = server.connections[0]
             await connection.joined.wait()
@@ -636,10 +636,8 @@ async def _withstand(attack_list: list[Attack]) -> None:
             try:
                 before = tracemalloc.get_traced_memory()[0]
                 for attack in attack_list:
-                    for text in attack.frames(join_ref):
-                        await connection.send_text(text)
+                    await connection.send_texts(attack.frames(join_ref))
                     await socket.ping()  # its reply follows the frames: all were handled
-                del text
                 gc.collect()
                 grown = tracemalloc.get_traced_memory()[0] - before
             finally:
@@ -660,8 +658,8 @@ async def test_a_pending_diff_flood_is_bounded_and_counted() -> None:
         async with open_raw_server() as server, raw_client(server) as (socket, channel, _):
             connection = server.connections[0]
             await connection.joined.wait()
-            for text in Attack("diff_flood", 3000).frames(connection.join_refs[TOPIC]):
-                await connection.send_text(text)
+            join_ref = connection.join_refs[TOPIC]
+            await connection.send_texts(Attack("diff_flood", 3000).frames(join_ref))
             await socket.ping()
             presence = channel.presence()
             assert len(presence._sync.pending_diffs) == 1000
