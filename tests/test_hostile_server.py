@@ -16,8 +16,10 @@ close the connection (1009) and the socket reconnects and rejoins.
 from __future__ import annotations
 
 import enum
+import gc
 import json
 import logging
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
@@ -27,17 +29,20 @@ import attrs
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings, strategies as st
+from raw_hostile import RawServer, open_raw_server
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from trio_phoenix import (
     Channel,
     Connected,
+    ConnectError,
     Disconnected,
     Message,
     Socket,
     SocketState,
     open_socket,
 )
+from trio_phoenix._transport import MAX_REJECTION_BODY
 
 TOPIC: Final = "hostile:1"
 OTHER: Final = "hostile:2"
@@ -537,3 +542,150 @@ async def _next(events: Any, kind: type) -> Any:
     while not isinstance(event := await events.receive(), kind):
         pass
     return event
+
+
+# -- a server we did not shape: raw frames, a hand-made upgrade ------------------------------
+#
+# ``tests/raw_hostile.py`` speaks HTTP and WebSocket itself. Each Hypothesis example is a list
+# of attacks on one channel, a channel whose application never asked for presence; after them
+# the socket must still be connected on its first connection, both channels must answer
+# pushes, and the memory the client holds must not have grown by more than a bound.
+
+
+def deep(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+@attrs.frozen
+class Attack:
+    kind: str
+    size: int
+
+    def frames(self, join_ref: str) -> list[str]:
+        def on_topic(event: str, payload: str) -> str:
+            return f'["{join_ref}",null,"{TOPIC}","{event}",{payload}]'
+
+        meta = '{"phx_ref":"r1"}'
+        if self.kind == "long_decimal_key":  # int() refuses over 4,300 digits
+            key = "9" * self.size
+            return [on_topic("presence_state", f'{{"{key}":{{"metas":[{meta}]}}}}')]
+        if self.kind == "long_key":
+            key = "k" * self.size
+            return [on_topic("presence_state", f'{{"{key}":{{"metas":[{meta}]}}}}')]
+        if self.kind == "deep_meta":
+            deep_meta = f'{{"phx_ref":"r2","deep":{deep(self.size)}}}'
+            state = on_topic("presence_state", f'{{"u":{{"metas":[{deep_meta}]}}}}')
+            diff = on_topic(
+                "presence_diff", f'{{"joins":{{"u":{{"metas":[{deep_meta}]}}}},"leaves":{{}}}}'
+            )
+            return [state, diff]
+        if self.kind == "deep_payload":
+            return [on_topic("news", f'{{"deep":{deep(self.size)}}}')]
+        if self.kind == "huge_number":
+            return [on_topic("news", '{"n":' + "7" * self.size + "}")]
+        if self.kind == "huge_float":
+            return [on_topic("news", '{"n":1' + "0" * self.size + ".5e999}")]
+        assert self.kind == "diff_flood"  # diffs and never a presence_state
+        diff = '{"joins":{"u":{"metas":[{"phx_ref":"r%d"}]}},"leaves":{}}'
+        return [on_topic("presence_diff", diff % n) for n in range(self.size)]
+
+
+attacks = st.one_of(
+    st.builds(Attack, st.just("long_decimal_key"), st.integers(4000, 20_000)),
+    st.builds(Attack, st.just("long_key"), st.integers(1000, 200_000)),
+    st.builds(Attack, st.just("deep_meta"), st.integers(50, 5000)),
+    st.builds(Attack, st.just("deep_payload"), st.integers(100, 20_000)),
+    st.builds(Attack, st.just("huge_number"), st.integers(1000, 50_000)),
+    st.builds(Attack, st.just("huge_float"), st.integers(1, 1000)),
+    st.builds(Attack, st.just("diff_flood"), st.integers(1, 1200)),
+)
+
+
+@asynccontextmanager
+async def raw_client(server: RawServer) -> AsyncIterator[tuple[Socket, Channel, Channel]]:
+    async with (
+        open_socket(server.url) as socket,
+        socket.channel(TOPIC) as channel,
+        socket.channel(OTHER) as other,
+    ):
+        yield socket, channel, other
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    report_multiple_bugs=False,
+)
+@given(attack_lists=st.lists(attacks, min_size=1, max_size=4))
+async def test_a_raw_hostile_server_cannot_crash_the_socket(attack_lists: list[Attack]) -> None:
+    try:
+        await _withstand(attack_lists)
+    except BaseExceptionGroup as group:
+        raise leaf(group) from None
+
+
+async def _withstand(attack_list: list[Attack]) -> None:
+    with trio.fail_after(60):
+        async with open_raw_server() as server, raw_client(server) as (socket, channel, other):
+            connection = server.connections[0]
+            await connection.joined.wait()
+            join_ref = connection.join_refs[TOPIC]
+            gc.collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for attack in attack_list:
+                    await connection.send_texts(attack.frames(join_ref))
+                    await socket.ping()  # its reply follows the frames: all were handled
+                gc.collect()
+                grown = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            # Pending diffs are bounded by 1,000 diffs and 10 MB of frames; the rest are
+            # small. What the client holds is well under that.
+            assert grown < 12_000_000, grown
+            assert socket.state is SocketState.CONNECTED
+            assert socket.statistics().connects == 1
+            assert await channel.push("echo", {"still": "serving"}) == {"still": "serving"}
+            assert await other.push("echo", {"other": 1}) == {"other": 1}
+
+
+async def test_a_pending_diff_flood_is_bounded_and_counted() -> None:
+    """3,000 presence diffs and never a presence_state: 1,000 wait, the rest are refused
+    (counted as malformed by the presence view)."""
+    with trio.fail_after(30):
+        async with open_raw_server() as server, raw_client(server) as (socket, channel, _):
+            connection = server.connections[0]
+            await connection.joined.wait()
+            join_ref = connection.join_refs[TOPIC]
+            await connection.send_texts(Attack("diff_flood", 3000).frames(join_ref))
+            await socket.ping()
+            presence = channel.presence()
+            assert len(presence._sync.pending_diffs) == 1000
+            assert presence.malformed == 2000
+            assert not presence.synced
+
+
+@pytest.mark.parametrize("status", [403, 503])
+async def test_an_endless_rejection_body_is_read_to_a_bound_then_reported(status: int) -> None:
+    async with open_raw_server() as server:
+        server.reject_with_endless_body(status)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            with trio.fail_after(10), pytest.raises(ConnectError) as raised:
+                async with open_socket(server.url):
+                    pytest.fail("connected")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        error = raised.value
+        assert error.status == status
+        assert f"HTTP {status}" in str(error)
+        assert error.body is not None
+        assert 0 < len(error.body) <= MAX_REJECTION_BODY
+        assert error.body.startswith(b"no no")
+        assert peak < 4_000_000, peak
+        with trio.fail_after(10):
+            await server.rejection_ended.wait()  # the client hung up: the server stops

@@ -9,6 +9,7 @@ Misuses of ``open_socket`` itself must fail before any connection is made. Every
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,6 +22,8 @@ from trio_phoenix import (
     Channel,
     ChannelClosed,
     EncodeError,
+    InvalidHeader,
+    InvalidParams,
     InvalidURL,
     LocalProtocolError,
     PhoenixError,
@@ -219,6 +222,12 @@ SOCKET_MISUSES: dict[str, tuple[str, dict[str, Any], type[PhoenixError], str]] =
     "connect-timeout": (WS, {"connect_timeout": -1}, LocalProtocolError, r"connect_timeout"),
     "close-timeout": (WS, {"close_timeout": -1}, LocalProtocolError, r"close_timeout"),
     "max-message-size": (WS, {"max_message_size": 0}, LocalProtocolError, r"max_message_size"),
+    "params-string": (WS, {"params": "token=abc"}, InvalidParams, r"mapping.*not a query string"),
+    "params-list": (WS, {"params": [("token", "abc")]}, InvalidParams, r"mapping or a callable"),
+    "header-crlf": (WS, {"headers": {"X-A": "1\r\nX-B: 2"}}, InvalidHeader, r"'X-A'.*CR, LF"),
+    "header-latin-1": (WS, {"headers": {"X-A": "\u2713"}}, InvalidHeader, r"outside Latin-1"),
+    "header-name": (WS, {"headers": [("X A", "1")]}, InvalidHeader, r"valid HTTP header name"),
+    "password-with-slash": ("ws://ann:pa/ss@{host}/socket", {}, InvalidURL, r"percent-encode"),
 }
 
 
@@ -235,3 +244,45 @@ async def test_open_socket_misuse_raises_a_typed_error_before_connecting(
                 pass
         assert isinstance(raised.value, PhoenixError)
         assert server.accepted_connections == []
+
+
+async def test_params_from_a_callable_must_be_a_mapping() -> None:
+    async with open_test_server(demo_channels()) as server:
+        with trio.fail_after(10), pytest.raises(InvalidParams, match="must return a mapping"):
+            async with open_socket(server.url, params=lambda: "token=abc"):
+                pass
+        assert server.accepted_connections == []
+
+
+# -- calls from the wrong place --------------------------------------------------------------
+
+
+async def test_a_directly_built_socket_raises_at_once() -> None:
+    with pytest.raises(TypeError, match=r"no public constructor.*open_socket\(\)"):
+        Socket("ws://127.0.0.1:1/socket")
+
+
+async def test_calls_from_another_thread_or_event_loop_raise_and_leave_the_socket_usable(
+    setup: Setup,
+) -> None:
+    channel = setup.channel
+
+    def wrong_run() -> None:
+        trio.run(channel.push, "echo", {"from": "another trio run"})
+
+    def other_loop() -> None:
+        asyncio.run(channel.push("echo", {"from": "asyncio"}))
+
+    with trio.fail_after(10):
+        for call in (wrong_run, other_loop):
+            with pytest.raises(RuntimeError, match=r"trio\.from_thread\.run") as raised:
+                await trio.to_thread.run_sync(call)
+            assert "Channel.push()" in str(raised.value)
+        with pytest.raises(RuntimeError, match=r"Socket\.ping\(\).*from_thread"):
+            await trio.to_thread.run_sync(trio.run, setup.socket.ping)
+        # The right way works, at once (the socket is not wedged).
+        reply = await trio.to_thread.run_sync(
+            trio.from_thread.run, channel.push, "echo", {"from": "thread"}
+        )
+        assert reply == {"from": "thread"}
+        assert await channel.push("echo", {"ok": True}) == {"ok": True}

@@ -13,15 +13,22 @@ for a 10 s timeout, and a ping racing a heartbeat timeout that raised SocketClos
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
+from conftest import client_tasks
 from soak import BroadcastLedger, PushRecord, SoakConfig, SoakFailure, run_soak
 
 from trio_phoenix import (
+    DEFAULT_MAX_BUFFER_BYTES,
+    ChannelClosed,
     ChannelErrored,
     ChannelJoined,
+    ChannelState,
     Connected,
     ConnectError,
     ConnectFailed,
@@ -32,6 +39,7 @@ from trio_phoenix import (
     ReplyLost,
     SocketState,
     Subscription,
+    SubscriptionOverflow,
     open_socket,
 )
 from trio_phoenix.testing import FaultProxy, TestServer, open_fault_proxy
@@ -328,3 +336,165 @@ async def test_a_ping_racing_a_heartbeat_timeout_is_lost_not_closed(
                     pass
                 opened = await next_of(events, Connected)
                 phoenix_server.accepted_connections[-2].drop()
+
+
+# -- issue 13: cancellation, interrupts, done is released, bounded buffers -------------------
+
+
+async def test_keyboard_interrupt_in_a_socket_task_reaches_the_caller_as_itself(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    """Ctrl-C landing in the reader (not in the caller's task) while the caller pushes: the
+    caller's push fails with SocketClosed, but the block must raise the KeyboardInterrupt,
+    which ``except Exception`` does not swallow."""
+    caught: list[BaseException] = []
+
+    async def push_loop() -> None:
+        async with open_socket(phoenix_server.url) as socket, socket.channel("echo:ki") as ch:
+            receive = socket._core.receive
+
+            def interrupted(frame: str | bytes, now: float) -> None:
+                if "interrupt-me" in str(frame):
+                    raise KeyboardInterrupt
+                receive(frame, now)
+
+            socket._core.receive = interrupted  # type: ignore[method-assign]
+            for n in range(100):
+                try:
+                    await ch.push("echo", {"n": n, "tag": "interrupt-me" if n == 5 else ""})
+                except Exception as exc:  # what a careless push loop does
+                    caught.append(exc)
+                    raise
+
+    with trio.fail_after(LIMIT), pytest.raises(KeyboardInterrupt) as interrupt:
+        await push_loop()
+    assert isinstance(interrupt.value.__context__, BaseExceptionGroup)
+    assert [type(exc).__name__ for exc in caught] in (["SocketClosed"], [])
+    assert client_tasks() == []
+
+
+async def test_a_join_cancelled_as_its_ok_arrives_leaves_the_topic_free(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url) as socket:
+            channel = socket.channel("echo:race")
+            with trio.CancelScope() as scope:
+                joined = channel._joined
+
+                def cancel_then_join(response: object, first: bool) -> None:
+                    scope.cancel()  # delivered to the waiting join() first...
+                    joined(response, first)  # ...then the ok is processed
+
+                channel._joined = cancel_then_join  # type: ignore[method-assign]
+                await channel.join()
+                pytest.fail("the join was not cancelled")
+            assert channel.state is not ChannelState.JOINED
+            again = socket.channel("echo:race")
+            await again.join()  # the topic is free
+            assert await again.push("echo", {"n": 1}) == {"n": 1}
+            assert channel.state is ChannelState.CLOSED
+    received = phoenix_server.accepted_connections[0].received
+    sent = [m.event for m in received if m.topic == "echo:race"]
+    assert sent[:3] == ["phx_join", "phx_leave", "phx_join"]
+
+
+@pytest.mark.parametrize("nested_channel", [False, True])
+async def test_shutdown_under_a_stalled_server_fits_in_one_close_timeout(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock, nested_channel: bool
+) -> None:
+    with trio.fail_after(LIMIT):
+        with trio.move_on_after(1) as scope:
+            async with open_socket(phoenix_server.url, close_timeout=5) as socket:
+                channels = [socket.channel(f"echo:stall{n}") for n in range(3)]
+                for channel in channels[1:]:
+                    await channel.join()
+                async with channels[0] if nested_channel else trio.open_nursery():
+                    phoenix_server.accepted_connections[0].stall()
+                    await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert trio.current_time() - 1 <= 5  # the cancellation came at 1 s
+    assert socket.state is SocketState.CLOSED
+    assert [channel.state for channel in channels[1:]] == [ChannelState.CLOSED] * 2
+    assert client_tasks() == []
+
+
+class Payload(dict[str, Any]):
+    """A JSON object that can be watched with a weak reference."""
+
+
+async def test_answered_pushes_release_their_payloads_at_once(phoenix_server: TestServer) -> None:
+    """100 pushes of 200 kB with a 60 s timeout, all answered: no payload outlives its
+    reply (the test server keeps its own copies, so memory is watched by weak references).
+    Real time: an autojump clock would jump to the push timeout while large frames cross
+    the loopback; nothing here waits for a timer."""
+    payloads: list[weakref.ref[Payload]] = []
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url, timeout=60) as socket:
+            channel = socket.channel("echo:big")
+            await channel.join()
+            gc.disable()  # freed by reference counting, at once
+            try:
+                for n in range(100):
+                    payload = Payload(n=n, blob="x" * 200_000)
+                    payloads.append(weakref.ref(payload))
+                    await channel.push("echo", payload)
+                    del payload
+                alive = [ref for ref in payloads if ref() is not None]
+            finally:
+                gc.enable()
+            assert alive == []
+            assert socket.statistics().pending_replies == 0
+            assert len(socket._core._timers) < 70  # the timer heap does not keep them either
+
+
+async def test_subscription_buffers_are_bounded_in_bytes(phoenix_server: TestServer) -> None:
+    """A subscriber that does not read, and broadcasts of 100 kB: the buffer holds at most
+    ``max_buffer_bytes`` (the default, 16 MB, far below 1000 such messages), and the gap is
+    reported, as the count bound's is. Real time (30 MB cross the loopback; nothing waits
+    for a timer)."""
+    blob = "x" * 100_000
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(phoenix_server.url) as socket,
+            socket.channel("echo:bytes") as channel,
+            channel.subscribe("big") as default,
+            channel.subscribe("big", max_buffer_bytes=350_000) as small,
+            channel.subscribe("big", max_buffer_bytes=350_000, overflow="drop_oldest") as oldest,
+        ):
+            for n in range(300):
+                phoenix_server.broadcast("echo:bytes", "big", {"n": n, "blob": blob})
+            await socket.ping()  # every broadcast has been handled
+            default_stats = default.statistics()
+            assert default_stats.max_buffer_bytes == DEFAULT_MAX_BUFFER_BYTES == 16_000_000
+            assert default_stats.buffered == 159  # 159 frames of 100,059 bytes fit in 16 MB
+            assert default_stats.buffered_bytes <= DEFAULT_MAX_BUFFER_BYTES
+            assert (small.statistics().buffered, small.statistics().dropped) == (3, 297)
+            assert [(await small.receive()).payload["n"] for _ in range(3)] == [0, 1, 2]
+            with pytest.raises(SubscriptionOverflow) as gap:
+                await small.receive()
+            assert gap.value.dropped == 297
+            assert [(await oldest.receive()).payload["n"] for _ in range(3)] == [297, 298, 299]
+            assert channel.statistics().messages_dropped == 141 + 297 + 297
+            with pytest.raises(ValueError, match="max_buffer_bytes must be at least 1"):
+                async with channel.subscribe(max_buffer_bytes=0):
+                    pytest.fail("subscribed")
+
+
+async def test_presence_of_a_channel_already_left_raises_channel_closed(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url) as socket:
+            channel = socket.channel("echo:gone")
+            async with channel:
+                pass
+            presence = channel.presence(state_event="custom_state", diff_event="custom_diff")
+            with pytest.raises(ChannelClosed, match=r"'echo:gone' is closed \(left\)"):
+                await presence.wait_synced()
+            with pytest.raises(ChannelClosed):
+                async with presence.changes():
+                    pass
+            default = channel.presence()
+            with pytest.raises(ChannelClosed):
+                await default.wait_synced()

@@ -3,7 +3,13 @@
 * ``wss://`` verifies the server's certificate by default: a TLS-terminating front (a small
   ``trio.serve_ssl_over_tcp`` relay to the test server) with a certificate from a ``trustme``
   CA is refused with a ``ConnectError`` naming the failure, whether the CA is unknown or the
-  certificate is for another host; with an ``ssl_context`` that trusts the CA it is accepted.
+  certificate is for another host, raised by the first connect (no retry: it cannot heal);
+  with an ``ssl_context`` that trusts the CA it is accepted.
+* A deadline of the caller's that expires while the socket is still trying to connect raises
+  ``ConnectTimeout`` (a ``ConnectError`` and ``trio.TooSlowError``) from the last failure,
+  which ``socket.last_error`` also holds.
+* Header values are checked before anything is sent: CR, LF, NUL or non-Latin-1 characters
+  raise ``InvalidHeader`` naming the header, never showing the value.
 * Param values, the auth token, headers and join params never appear in any log record (all
   loggers, DEBUG, a full run: connect, join, push, errors, timeouts, reconnects, rejected and
   refused reconnects, a refused first connect), nor in ``repr()`` of the socket, channel and
@@ -34,7 +40,9 @@ from trio_phoenix import (
     Connected,
     ConnectError,
     ConnectFailed,
+    ConnectTimeout,
     Disconnected,
+    InvalidHeader,
     LifecycleEvent,
     PushError,
     PushTimeout,
@@ -118,34 +126,31 @@ async def tls_front(
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("wait_connected", [True, False])
 @pytest.mark.parametrize("tls_front", ["127.0.0.1", "example.org"], indirect=True)
-async def test_wss_refuses_certificates_it_cannot_verify(tls_front: TLSFront) -> None:
+async def test_wss_refuses_certificates_it_cannot_verify(
+    tls_front: TLSFront, wait_connected: bool
+) -> None:
     """The default context does not trust the test CA; a trusting context still refuses a
-    certificate for another host. Either way each attempt fails at the TLS handshake with a
-    ConnectError, and no WebSocket reaches the server."""
+    certificate for another host. Either way the first attempt fails at the TLS handshake,
+    and, since retrying cannot heal that, ``open_socket`` raises ``ConnectError`` with the
+    ``ssl`` error as its cause at once (no retry), and no WebSocket reaches the server."""
     trusted = tls_front.name == "example.org"  # then only the host name is wrong
     options: dict[str, Any] = {"ssl_context": tls_front.trusting_context()} if trusted else {}
-    failures: list[ConnectError] = []
-    with trio.fail_after(LIMIT):
-        async with (
-            open_socket(tls_front.url, wait_connected=False, connect_timeout=5, **options) as s,
-            s.lifecycle() as events,
-        ):
-            started = trio.current_time()
-            while len(failures) < 2:
-                event = await events.receive()
-                assert not isinstance(event, Connected)
-                if isinstance(event, ConnectFailed):
-                    failures.append(event.error)
-            # Refused at the handshake, not after waiting for connect_timeout.
-            assert trio.current_time() - started < 2
-    for error in failures:
-        assert error.status is None
-        assert "TLS handshake" in str(error)
-        assert "certificate verify failed" in str(error)
-        assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
-        if trusted:
-            assert "mismatch" in str(error)
+    started = trio.current_time()
+    with trio.fail_after(LIMIT), pytest.raises(ConnectError) as raised:
+        async with open_socket(
+            tls_front.url, wait_connected=wait_connected, connect_timeout=5, **options
+        ) as socket:
+            await socket.wait_connected()
+    assert trio.current_time() - started < 2  # refused at the handshake, not retried
+    error = raised.value
+    assert error.status is None
+    assert "TLS handshake" in str(error)
+    assert "certificate verify failed" in str(error)
+    assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
+    if trusted:
+        assert "mismatch" in str(error)
     assert tls_front.server.accepted_connections == []
 
 
@@ -247,10 +252,13 @@ async def test_secrets_never_reach_logs_reprs_or_errors(
                 async with open_socket(url, **options):
                     pytest.fail("the server accepted")
             collect(refused.value)
-            # Nobody listening at all.
-            with trio.move_on_after(0.3):
+            # Nobody listening at all: the caller's deadline tells the last failure.
+            with pytest.raises(ConnectTimeout) as timed_out, trio.fail_after(0.3):
                 async with open_socket(f"ws://127.0.0.1:{closed_port}/socket", **options):
                     pytest.fail("connected to a closed port")
+            collect(timed_out.value)
+            assert isinstance(timed_out.value.__cause__, ConnectError)
+            collect(timed_out.value.__cause__)
         shown.extend(str(event) for event in events)
         for event in events:
             if isinstance(event, ConnectFailed):
@@ -324,3 +332,66 @@ async def test_by_default_a_frame_over_10_mb_closes_and_reconnects(
                 assert len(phoenix_server.accepted_connections) == 2
             assert await channel.push("echo", {"after": size}) == {"after": size}
             assert socket.statistics().connects == (1 if fits else 2)
+
+
+# -- the last connect failure ----------------------------------------------------------------
+
+
+async def test_a_deadline_while_connecting_tells_the_last_failure(
+    closed_port: int, autojump_clock: trio.abc.Clock
+) -> None:
+    url = f"ws://127.0.0.1:{closed_port}/socket"
+    with pytest.raises(ConnectTimeout) as raised:  # noqa: PT012 -- the deadline is the point
+        with trio.fail_after(3):
+            async with open_socket(url):
+                pytest.fail("connected to a closed port")
+    error = raised.value
+    assert isinstance(error, trio.TooSlowError)
+    assert isinstance(error, ConnectError)
+    assert isinstance(error.__cause__, ConnectError)
+    assert error.last_error is error.__cause__
+    assert "before the deadline; last attempt: cannot connect to" in str(error)
+    assert "Connection refused" in str(error) or "connect" in str(error.__cause__)
+
+    # The same for a socket the caller already holds, and socket.last_error says it too.
+    async with open_socket(url, wait_connected=False) as socket:
+        with pytest.raises(ConnectTimeout) as again:
+            with trio.fail_after(3):
+                await socket.wait_connected()
+        assert socket.last_error is not None
+        assert again.value.__cause__ is socket.last_error
+        assert "cannot connect" in str(socket.last_error)
+    # A cancellation that is not a deadline stays a cancellation.
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as scope:
+            nursery.start_soon(cancel_after, scope, 3)
+            async with open_socket(url):
+                pytest.fail("connected to a closed port")
+        assert scope.cancelled_caught
+
+
+async def cancel_after(scope: trio.CancelScope, seconds: float) -> None:
+    await trio.sleep(seconds)
+    scope.cancel()
+
+
+async def test_bad_header_values_never_show_in_the_error(closed_port: int) -> None:
+    url = f"ws://127.0.0.1:{closed_port}/socket"
+    for value in (f"Bearer {HEADER}\r\nX-Injected: 1", f"Bearer {HEADER} \u2713"):
+        with pytest.raises(InvalidHeader, match="'Authorization'") as raised:
+            async with open_socket(url, headers={"Authorization": value}):
+                pytest.fail("opened")
+        for text in (str(raised.value), repr(raised.value), repr(raised.value.args)):
+            assert not leaks(text), text
+
+
+async def test_a_404_says_which_path_was_tried(phoenix_server: TestServer) -> None:
+    wrong = phoenix_server.url.replace("/socket", "/sockets") + f"?token={PARAM}"
+    with trio.fail_after(LIMIT), pytest.raises(ConnectError) as raised:
+        async with open_socket(wrong):
+            pytest.fail("connected")
+    message = str(raised.value)
+    assert raised.value.status == 404
+    assert "/sockets/websocket?token=[REDACTED]&vsn=2.0.0" in message
+    assert "nothing at /sockets/websocket" in message
+    assert not leaks(message)

@@ -16,6 +16,7 @@ from hypothesis import given, strategies as st
 
 from trio_phoenix.proto import (
     AUTH_TOKEN_PREFIX,
+    InvalidParams,
     InvalidURL,
     LocalProtocolError,
     auth_token_subprotocols,
@@ -68,10 +69,41 @@ def test_custom_vsn() -> None:
     )
 
 
-def test_existing_query_uses_ampersand() -> None:
-    # phoenix.js appends "/websocket" to whatever it was given, query included, then "&".
-    assert build_socket_url("ws://h/s?x=1") == "ws://h/s?x=1/websocket&vsn=2.0.0"
-    assert build_socket_url("ws://h/s?x=1", {"y": 2}) == "ws://h/s?x=1/websocket&y=2&vsn=2.0.0"
+@pytest.mark.parametrize(
+    ("endpoint", "params", "url"),
+    [
+        # phoenix.js appends "/websocket" after the query ("ws://h/s?x=1/websocket&vsn=..."):
+        # a 404. A query string is kept as params, before the given ones.
+        ("ws://h/s?x=1", None, "ws://h/s/websocket?x=1&vsn=2.0.0"),
+        ("ws://h/s?x=1", {"y": 2}, "ws://h/s/websocket?x=1&y=2&vsn=2.0.0"),
+        ("ws://h/socket?token=abc", None, "ws://h/socket/websocket?token=abc&vsn=2.0.0"),
+        # A name in both is taken from params (also nested ones); vsn from the serializer.
+        ("ws://h/s?token=old&a=1", {"token": "new"}, "ws://h/s/websocket?a=1&token=new&vsn=2.0.0"),
+        (
+            "ws://h/s?u%5Bid%5D=1&v=2",
+            {"u": {"id": 3}},
+            "ws://h/s/websocket?v=2&u%5Bid%5D=3&vsn=2.0.0",
+        ),
+        ("ws://h/s?vsn=1.0.0&&a=%20", {}, "ws://h/s/websocket?a=%20&vsn=2.0.0"),
+        ("ws://h/s?a=1#fragment", None, "ws://h/s/websocket?a=1&vsn=2.0.0"),
+        # A trailing "/" is not doubled, an explicit "/websocket" is not repeated.
+        ("ws://h/socket/", None, "ws://h/socket/websocket?vsn=2.0.0"),
+        ("ws://h/", None, "ws://h/websocket?vsn=2.0.0"),
+        ("ws://h", None, "ws://h/websocket?vsn=2.0.0"),
+        ("ws://h/socket/websocket", None, "ws://h/socket/websocket?vsn=2.0.0"),
+        ("ws://h/socket/websocket/?t=1", {"n": 2}, "ws://h/socket/websocket?t=1&n=2&vsn=2.0.0"),
+    ],
+)
+def test_urls_as_users_write_them(endpoint: str, params: dict[str, Any] | None, url: str) -> None:
+    assert build_socket_url(endpoint, params) == url
+
+
+@pytest.mark.parametrize("params", ["token=abc", b"token=abc", [("token", "abc")], 7])
+def test_params_must_be_a_mapping(params: Any) -> None:
+    with pytest.raises(InvalidParams, match="params must be a mapping") as info:
+        build_socket_url("ws://h/s", params)
+    assert isinstance(info.value, TypeError)
+    assert isinstance(info.value, LocalProtocolError)
 
 
 def test_params_that_serialize_to_nothing_keep_the_separator() -> None:
@@ -296,7 +328,6 @@ def test_matches_phoenix_js_end_point_url() -> None:
     cases: list[tuple[str, dict[str, Any]]] = [
         ("ws://example.com/socket", {}),
         ("wss://example.com/socket", {"token": "abc"}),
-        ("ws://h/s?x=1", {"y": 2}),
         ("ws://h/s", {"a": None}),
         ("ws://h/s", {"nested": {"list": [1, [2, {"deep": "x y"}]], "": {"e": 1}}}),
         ("ws://h/s", {"f": [1.0, 1.5, 1e-7, 1e-6, 1e21, 123456789012345680000.0, 5e-324]}),
@@ -322,6 +353,32 @@ def test_matches_phoenix_js_end_point_url() -> None:
         if want != got
     ]
     assert mismatches == []
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("ws://ann:pa?ss@h/s", "ws://ann:[REDACTED]@h/s"),
+        ("ws://ann:pa/ss@h:4000/s?t=1", "ws://ann:[REDACTED]@h:4000/s?t=[REDACTED]"),
+        ("ws://ann:pa#ss@h/s", "ws://ann:[REDACTED]@h/s"),
+        ("ws://ann:12/34@h/s", "ws://ann:[REDACTED]@h/s"),
+        ("ws://ann:b?c=d@h/s", "ws://ann:[REDACTED]@h/s"),
+        # Not a password: an "@" in a query value after a port.
+        ("ws://h:4000/s?e=a@b", "ws://h:4000/s?e=[REDACTED]"),
+        ("ws://h/s?e=a@b", "ws://h/s?e=[REDACTED]"),
+    ],
+)
+def test_redact_url_hides_a_password_with_unencoded_delimiters(url: str, redacted: str) -> None:
+    assert redact_url(url) == redacted
+
+
+@pytest.mark.parametrize("delimiter", ["?", "/", "#"])
+def test_invalid_url_message_never_shows_a_password(delimiter: str) -> None:
+    with pytest.raises(InvalidURL, match="percent-encode") as info:
+        build_socket_url(f"ws://ann:sec{delimiter}ret@h:4000/s")
+    for text in (str(info.value), repr(info.value), repr(info.value.args)):
+        assert "sec" not in text
+        assert "ret@" not in text
 
 
 def test_redact_url_hides_a_password() -> None:

@@ -38,7 +38,10 @@ else:
     from ._exceptions import (
         ChannelClosed as ChannelClosed,
         ConnectError as ConnectError,
+        ConnectTimeout as ConnectTimeout,
         EncodeError as EncodeError,
+        InvalidHeader as InvalidHeader,
+        InvalidParams as InvalidParams,
         InvalidTransition as InvalidTransition,
         InvalidURL as InvalidURL,
         JoinError as JoinError,
@@ -66,16 +69,19 @@ else:
         ReconnectScheduled as ReconnectScheduled,
         RejoinScheduled as RejoinScheduled,
     )
+    from ._open import (
+        connect_socket as connect_socket,
+        open_socket as open_socket,
+    )
     from ._presence import Presence as Presence
     from ._socket import (
         DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
         Socket as Socket,
         SocketState as SocketState,
         SocketStatistics as SocketStatistics,
-        connect_socket as connect_socket,
-        open_socket as open_socket,
     )
     from ._subscription import (
+        DEFAULT_MAX_BUFFER_BYTES as DEFAULT_MAX_BUFFER_BYTES,
         OverflowPolicy as OverflowPolicy,
         Subscription as Subscription,
         SubscriptionStatistics as SubscriptionStatistics,

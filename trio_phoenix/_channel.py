@@ -26,8 +26,9 @@ from ._exceptions import (
     ReplyLost,
     SocketClosed,
 )
+from ._options import check_trio_token
 from ._presence import Presence
-from ._subscription import OverflowPolicy, Subscription
+from ._subscription import DEFAULT_MAX_BUFFER_BYTES, OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
 from .proto import ChannelCore, ChannelState, Message, Push
 
@@ -129,6 +130,7 @@ class Channel:
                 another live channel.
             SocketClosed: the socket is closed.
         """
+        check_trio_token(self._socket._trio_token, "Channel.join()")
         await trio.lowlevel.checkpoint_if_cancelled()
         socket = self._socket
         waiter = Waiter()
@@ -138,9 +140,10 @@ class Channel:
         try:
             return await waiter.wait()
         except trio.Cancelled:
-            if not waiter.is_set:
-                socket._core.leave(self._core, trio.current_time())
-                socket._pump()
+            # Leave even if the ok reply came in after the cancellation was delivered: the
+            # caller never learns that the join succeeded, so the channel must not stay joined.
+            socket._core.leave(self._core, trio.current_time())
+            socket._pump()
             raise
         finally:
             self._join_waiter = None
@@ -151,6 +154,7 @@ class Channel:
         Subscriptions end (their iteration stops), buffered pushes fail with
         ``ChannelClosed``. Leaving a closed channel does nothing.
         """
+        check_trio_token(self._socket._trio_token, "Channel.leave()")
         await trio.lowlevel.checkpoint_if_cancelled()
         socket = self._socket
         socket._core.leave(self._core, trio.current_time())
@@ -167,6 +171,7 @@ class Channel:
         Raises:
             ChannelClosed: the channel is closed (or closes while waiting).
         """
+        check_trio_token(self._socket._trio_token, "Channel.wait_joined()")
         await trio.lowlevel.checkpoint()
         while self._core.state is not ChannelState.JOINED:
             if self._closed_waiter.is_set:
@@ -183,9 +188,16 @@ class Channel:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Leave even when the block is being cancelled, within a bounded grace period.
-        with trio.move_on_after(self._socket._close_timeout) as scope:
-            scope.shield = True
+        if exc is not None:
+            # The block failed or is being cancelled: send the leave and let the socket finish
+            # it (the reply or the channel's timeout ends it; closing the socket waits for it,
+            # within the same close_timeout as the rest of its shutdown).
+            socket = self._socket
+            socket._core.leave(self._core, trio.current_time())
+            socket._pump()
+            return
+        # Leave within a bounded grace period.
+        with trio.move_on_after(self._socket._close_timeout, shield=True):
             await self.leave()
 
     # -- push ------------------------------------------------------------------------------
@@ -208,6 +220,7 @@ class Channel:
             LocalProtocolError: the channel was never joined, or the event is reserved.
             SocketClosed: the socket is closed.
         """
+        check_trio_token(self._socket._trio_token, "Channel.push()")
         await trio.lowlevel.checkpoint_if_cancelled()
         socket = self._socket
         push = socket._core.push(
@@ -230,6 +243,7 @@ class Channel:
         self,
         *events: str,
         max_buffer: int = DEFAULT_MAX_BUFFER,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         overflow: OverflowPolicy = "raise",
     ) -> AsyncIterator[Subscription[Message]]:
         """Receive the channel's messages (broadcasts and server pushes) in a bounded buffer.
@@ -238,6 +252,8 @@ class Channel:
         ``phx_error`` / ``phx_close`` (they show as ``ChannelErrored`` in the socket's lifecycle
         stream and as ``ChannelClosed``). Subscribe before joining to see the messages sent
         right after the join.
+        The buffer holds at most ``max_buffer`` messages and ``max_buffer_bytes`` bytes (the
+        sizes of the frames they came in; one message always fits in an empty buffer).
         The reader never waits for a subscriber: when the buffer is full, ``overflow`` decides
         (``"raise"``: the gap is reported by ``SubscriptionOverflow`` from ``receive()``;
         ``"drop_oldest"``: the oldest buffered message is dropped). The stream ends when the
@@ -248,9 +264,12 @@ class Channel:
                 async for message in messages:
                     print(message.payload)
         """
+        check_trio_token(self._socket._trio_token, "Channel.subscribe()")
         if self._core.state is ChannelState.CLOSED and self._core.join_called:
             raise ChannelClosed(self.topic, self._core.close_reason or "closed")
-        subscription: Subscription[Message] = Subscription(max_buffer, overflow)
+        subscription: Subscription[Message] = Subscription(
+            max_buffer, overflow, max_buffer_bytes=max_buffer_bytes
+        )
         entry = (frozenset(events) if events else None, subscription)
         self._subscriptions.append(entry)
         try:
@@ -278,6 +297,8 @@ class Channel:
                 self._listeners = {}
             self._listeners[state_event] = view
             self._listeners[diff_event] = view
+            if self._closed_waiter.is_set:
+                view._ended()  # no presence event can come any more
         return view
 
     def statistics(self) -> ChannelStatistics:
@@ -297,17 +318,17 @@ class Channel:
 
     # -- called by the socket's event pump -------------------------------------------------
 
-    def _deliver(self, message: Message) -> None:
+    def _deliver(self, message: Message, size: int = 0) -> None:
         self._messages_received += 1
         event = message.event
         listener = self._listeners.get(event)
         if listener is None and event in _DEFAULT_PRESENCE_EVENTS and not self._presences:
             listener = self.presence()
         if listener is not None:
-            listener._handle(message)
+            listener._handle(message, size)
         for events, subscription in self._subscriptions:
             if events is None or event in events:
-                subscription.offer(message)
+                subscription.offer(message, size)
 
     def _joined(self, response: Any, first: bool) -> None:
         self._join_response = response

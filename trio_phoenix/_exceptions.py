@@ -14,6 +14,8 @@ import trio
 from .proto._errors import (
     ChannelClosed as ChannelClosed,
     EncodeError as EncodeError,
+    InvalidHeader as InvalidHeader,
+    InvalidParams as InvalidParams,
     InvalidTransition as InvalidTransition,
     InvalidURL as InvalidURL,
     LocalProtocolError as LocalProtocolError,
@@ -26,7 +28,10 @@ from .proto._errors import (
 __all__ = [
     "ChannelClosed",
     "ConnectError",
+    "ConnectTimeout",
     "EncodeError",
+    "InvalidHeader",
+    "InvalidParams",
     "InvalidTransition",
     "InvalidURL",
     "JoinError",
@@ -104,6 +109,21 @@ class ReplyLost(PhoenixError):
 
 class PhoenixTimeout(PhoenixError, trio.TooSlowError):
     """No reply within the timeout. Also a ``trio.TooSlowError``."""
+
+
+class ConnectTimeout(ConnectError, PhoenixTimeout):
+    """Your deadline expired while the socket was still trying to open its first connection.
+
+    ``__cause__`` (and ``last_error``) is the ``ConnectError`` of the last failed attempt.
+    Also a ``trio.TooSlowError``.
+    """
+
+    def __init__(self, message: str, last_error: ConnectError | None = None) -> None:
+        PhoenixError.__init__(self, message, last_error)
+        self.message = message
+        self.status = None
+        self.body = None
+        self.last_error = last_error
 
 
 class JoinTimeout(PhoenixTimeout):

@@ -2,7 +2,10 @@
 
 Trio's nurseries wrap every exception in an ExceptionGroup. Our ``open_*`` context managers
 own a nursery only to host background tasks, so a user who raises inside the block should get
-that very exception back, as from trio-websocket's ``open_websocket``.
+that very exception back, as from trio-websocket's ``open_websocket``. One exception outranks
+the user's: a ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``,
+``SystemExit``) from any task is raised as itself, never hidden behind the ``SocketClosed`` it
+caused.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import trio
+
+from ._exceptions import SocketClosed
 
 __all__ = ["raise_preferred"]
 
@@ -21,6 +26,18 @@ def raise_preferred(
     """Re-raise the user's exception (or the only real one) instead of ``group``."""
     leaves = list(_leaves(group))
     real = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)]
+    interrupts = [exc for exc in real if not isinstance(exc, Exception)]
+    if interrupts and interrupts != [user_error]:
+        # KeyboardInterrupt, SystemExit, ...: never demoted to the context of an ordinary
+        # error (which ``except Exception`` would swallow); what it interrupted goes there.
+        interrupt = interrupts[0]
+        others = [exc for exc in real if exc is not interrupt]
+        if others and interrupt.__context__ is None:
+            interrupt.__context__ = BaseExceptionGroup("interrupted", others)
+        _reraise(interrupt)
+    if isinstance(user_error, SocketClosed) and any(e is user_error.__cause__ for e in real):
+        # The caller's call failed because the socket failed: the failure is the news.
+        user_error = user_error.__cause__
     if user_error is not None and (not real or real == [user_error]):
         _reraise(user_error)
     if len(real) == 1:

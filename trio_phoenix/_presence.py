@@ -135,13 +135,13 @@ class Presence:
 
     # -- fed by the channel ------------------------------------------------------------------
 
-    def _handle(self, message: Message) -> None:
+    def _handle(self, message: Message, size: int = 0) -> None:
         join_ref = self._channel.join_ref
         try:
             if message.event == self.state_event:
                 changes = self._sync.handle_state(message.payload, join_ref)
             else:
-                changes = self._sync.handle_diff(message.payload, join_ref)
+                changes = self._sync.handle_diff(message.payload, join_ref, size=size)
         except RemoteProtocolError as exc:
             self.malformed += 1
             logger.warning("ignored a malformed %s on %r: %s", message.event, message.topic, exc)

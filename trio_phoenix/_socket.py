@@ -16,13 +16,11 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from functools import partial
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from types import EllipsisType
 from typing import Any, Final, final
 
@@ -30,8 +28,18 @@ import trio
 
 from . import _lifecycle as life
 from ._channel import Channel, resolve_push
-from ._exceptions import ConnectError, LocalProtocolError, ReplyLost, SocketClosed
+from ._exceptions import ConnectError, ConnectTimeout, ReplyLost, SocketClosed
 from ._groups import raise_preferred
+from ._options import (
+    ConnectArgs,
+    Headers,
+    ParamsSource,
+    TokenSource,
+    check_options,
+    check_trio_token,
+    connect_args,
+    is_permanent,
+)
 from ._subscription import OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
 from ._transport import Transport, TransportClosed, open_transport
@@ -41,7 +49,6 @@ from .proto import (
     ChannelEnded,
     ChannelErrored,
     ChannelJoined,
-    ChannelState,
     CloseTransport,
     ConnectionState,
     CoreStatistics,
@@ -58,14 +65,12 @@ from .proto import (
     RejoinScheduled,
     Serializer,
     SocketCore,
-    auth_token_subprotocols,
-    build_socket_url,
     phoenix_reconnect_after,
     phoenix_rejoin_after,
     redact_url,
 )
 
-__all__ = ["Socket", "SocketState", "SocketStatistics", "connect_socket", "open_socket"]
+__all__ = ["Socket", "SocketState", "SocketStatistics"]
 
 #: The socket's connection state (see ``Socket.state``).
 SocketState = ConnectionState
@@ -77,18 +82,10 @@ logger: Final = logging.getLogger("trio_phoenix")
 #: Phoenix's own default ``max_frame_size`` (10 MB): larger frames close the connection.
 DEFAULT_MAX_MESSAGE_SIZE: Final = 10_000_000
 
-Params = Mapping[str, Any]
-ParamsSource = Params | Callable[[], Params | Awaitable[Params]] | None
-TokenSource = str | Callable[[], str | Awaitable[str]] | None
-Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 ReconnectAfter = Callable[[int], float | None]
 
-
-async def _evaluate(source: Any) -> Any:
-    value = source() if callable(source) else source
-    if inspect.isawaitable(value):
-        value = await value
-    return value
+# Only open_socket() and connect_socket() build sockets: a socket nobody runs would hang.
+_CONSTRUCTOR_TOKEN: Final = object()
 
 
 class _ShieldThenStarted:
@@ -113,13 +110,15 @@ class _ShieldThenStarted:
 class Socket:
     """A Phoenix socket: one WebSocket connection at a time, reconnected as needed.
 
-    Get one from ``open_socket()`` or ``connect_socket()``; do not instantiate it yourself.
+    Get one from ``open_socket()`` or ``connect_socket()``: ``Socket(...)`` raises
+    ``TypeError``.
     """
 
     def __init__(
         self,
         url: str,
         *,
+        _token: object = None,
         params: ParamsSource = None,
         auth_token: TokenSource = None,
         headers: Headers | None = None,
@@ -134,6 +133,11 @@ class Socket:
         connect_timeout: float | None = 10.0,
         close_timeout: float = 5.0,
     ) -> None:
+        if _token is not _CONSTRUCTOR_TOKEN:
+            raise TypeError(
+                "Socket has no public constructor: use open_socket() or connect_socket()"
+            )
+        self._trio_token = trio.lowlevel.current_trio_token()
         self._core = SocketCore(
             serializer=serializer,
             timeout=timeout,
@@ -142,22 +146,17 @@ class Socket:
             rejoin_after=rejoin_after,
             reconnect_on_clean_close=reconnect_on_clean_close,
         )
-        build_socket_url(url)  # validate now: a bad URL is the caller's error, raised at once
-        if connect_timeout is not None and not connect_timeout >= 0:
-            raise LocalProtocolError(
-                f"connect_timeout must be >= 0 or None, got {connect_timeout!r}"
-            )
-        if not close_timeout >= 0:
-            raise LocalProtocolError(f"close_timeout must be >= 0, got {close_timeout!r}")
-        if not max_message_size >= 1024:
-            raise LocalProtocolError(
-                f"max_message_size must be an int of at least 1024 bytes, got {max_message_size!r}"
-            )
+        self._headers = check_options(
+            url=url,
+            params=params,
+            headers=headers,
+            connect_timeout=connect_timeout,
+            close_timeout=close_timeout,
+            max_message_size=max_message_size,
+        )
         self._url = url
         self._params = params
         self._auth_token = auth_token
-        items = headers.items() if isinstance(headers, Mapping) else (headers or ())
-        self._headers = [(str(name), str(value)) for name, value in items]
         self._ssl_context = ssl_context
         self._max_message_size = max_message_size
         self._connect_timeout = connect_timeout
@@ -175,6 +174,7 @@ class Socket:
         self._closing = False
         self._closed = Waiter()
         self._last_error: ConnectError | None = None
+        self._failure: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<trio_phoenix.Socket {redact_url(self._url)!r} {self.state.value}>"
@@ -186,6 +186,12 @@ class Socket:
         """``idle``, ``connecting``, ``connected``, ``waiting`` (to reconnect), ``disconnected``
         (the reconnect policy gave up) or ``closed``."""
         return self._core.state
+
+    @property
+    def last_error(self) -> ConnectError | None:
+        """Why the most recent connect attempt failed, until a connection opens (then
+        ``None``)."""
+        return self._last_error
 
     @property
     def url(self) -> str:
@@ -211,13 +217,34 @@ class Socket:
         Raises:
             SocketClosed: the socket is closed, or the reconnect policy gave up.
         """
+        check_trio_token(self._trio_token, "Socket.wait_connected()")
+        deadline = trio.current_effective_deadline()
         # Checkpoint first: when this returns, the socket is connected (no schedule point
         # lies between the last check and the return).
-        await trio.lowlevel.checkpoint()
-        while not self._core.connected:
-            if self._core.state in (ConnectionState.CLOSED, ConnectionState.DISCONNECTED):
-                raise SocketClosed(f"the socket is {self._core.state.value}")
-            await self._state_changed.wait()
+        with self._timeout_tells_why(deadline):
+            await trio.lowlevel.checkpoint()
+            while not self._core.connected:
+                if self._core.state in (ConnectionState.CLOSED, ConnectionState.DISCONNECTED):
+                    raise SocketClosed(f"the socket is {self._core.state.value}") from (
+                        self._failure
+                    )
+                await self._state_changed.wait()
+
+    @contextmanager
+    def _timeout_tells_why(self, deadline: float) -> Iterator[None]:
+        """Turn the cancellation of a wait for a connection, once the caller's ``deadline``
+        has passed, into ``ConnectTimeout`` from the last connect failure (if any)."""
+        try:
+            yield
+        except trio.Cancelled:
+            error = self._last_error
+            if error is None or trio.current_time() < deadline:
+                raise
+            raise ConnectTimeout(
+                f"no connection to {redact_url(self._url)} before the deadline; "
+                f"last attempt: {error}",
+                error,
+            ) from error
 
     async def ping(self) -> float:
         """Send a heartbeat now and return the round trip in seconds (waits to be connected).
@@ -226,6 +253,7 @@ class Socket:
             ReplyLost: the connection dropped before the reply.
             SocketClosed: the socket is closed.
         """
+        check_trio_token(self._trio_token, "Socket.ping()")
         await self.wait_connected()
         ref = self._core.ping(trio.current_time())
         waiter = Waiter()
@@ -259,25 +287,26 @@ class Socket:
     async def aclose(self) -> None:
         """Leave every channel (bounded by ``close_timeout``), close the connection with code
         1000 and stop the socket's tasks. ``open_socket`` does this when its block ends."""
+        check_trio_token(self._trio_token, "Socket.aclose()")
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
+        # One deadline for every step: the leaves (also those already under way) and the
+        # closing handshake.
+        deadline = trio.current_time() + self._close_timeout
         try:
-            with trio.move_on_after(self._close_timeout) as scope:
-                scope.shield = True
+            with trio.move_on_at(deadline, shield=True):
                 if self._core.connected:
                     async with trio.open_nursery() as nursery:
                         for core in self._core.channels():
-                            if core.state is not ChannelState.LEAVING:
-                                nursery.start_soon(core.context.leave)
+                            nursery.start_soon(core.context.leave)
             self._core.close()
             self._pump()
             self._state_changed.fire()
             transport = self._transport
             if transport is not None:
-                with trio.move_on_after(self._close_timeout) as scope:
-                    scope.shield = True
+                with trio.move_on_at(deadline, shield=True):
                     await transport.aclose(1000, "")
                 with trio.CancelScope(shield=True):
                     await transport.abort()
@@ -292,7 +321,7 @@ class Socket:
         core = self._core
         for event in core.events():
             if type(event) is MessageReceived:
-                event.channel.context._deliver(event.message)
+                event.channel.context._deliver(event.message, event.size)
             else:
                 self._dispatch(event)
         if core.has_data_to_send:
@@ -412,7 +441,12 @@ class Socket:
                         task_status.started()
                         await self._supervise()
             except BaseExceptionGroup as group:
-                raise_preferred(group, None)
+                try:
+                    raise_preferred(group, None)
+                except BaseException as exc:
+                    if not isinstance(exc, trio.Cancelled):
+                        self._failure = exc  # what the callers' SocketClosed comes from
+                    raise
             finally:
                 self._core.close()
                 self._pump()
@@ -431,11 +465,10 @@ class Socket:
             core.handle_timers(trio.current_time())
             self._pump()
 
-    async def _connect_args(self) -> tuple[str, list[str]]:
-        params = await _evaluate(self._params)
-        url = build_socket_url(self._url, params, self._core.serializer.vsn)
-        token = await _evaluate(self._auth_token)
-        return url, auth_token_subprotocols(token) if token else []
+    async def _connect_args(self) -> ConnectArgs:
+        return await connect_args(
+            self._url, self._params, self._auth_token, self._core.serializer.vsn
+        )
 
     async def _supervise(self, *, task_status: _ShieldThenStarted | None = None) -> None:
         core = self._core
@@ -446,6 +479,7 @@ class Socket:
             transport = await self._open(first=not started)
             if transport is not None:
                 self._transport = transport  # where the writer sends from now on
+                self._last_error = None
                 core.connection_opened(trio.current_time())
                 self._pump()
                 self._state_changed.fire()
@@ -499,8 +533,8 @@ class Socket:
                 if isinstance(exc, ConnectError)
                 else ConnectError(f"connecting to {redact_url(self._url)} timed out")
             )
-            if first and error.status is not None:
-                raise error from None
+            if first and is_permanent(error):
+                raise error from error.__cause__
             logger.warning("%s", error)
             self._last_error = error
             self._reconnect_due = Waiter()
@@ -564,56 +598,3 @@ class Socket:
                 await transport.send_many(frames)
             except TransportClosed:
                 pass  # the reader sees the loss and reports it
-
-
-async def connect_socket(
-    nursery: trio.Nursery, url: str, *, wait_connected: bool = True, **options: Any
-) -> Socket:
-    """Start a socket whose tasks run in ``nursery``; close it with ``await socket.aclose()``.
-
-    Takes the same options as ``open_socket``, and waits as it does.
-    """
-    socket = Socket(url, **options)
-    await nursery.start(partial(socket._run, wait_connected=wait_connected))
-    return socket
-
-
-@asynccontextmanager
-async def open_socket(
-    url: str, *, wait_connected: bool = True, **options: Any
-) -> AsyncIterator[Socket]:
-    """Open a Phoenix socket for the block; leave its channels and close it at the end.
-
-    ``url`` is the socket's mount point, e.g. ``"ws://localhost:4000/socket"``: ``/websocket``
-    and ``vsn=2.0.0`` are added as phoenix.js adds them. By default the block starts once the
-    first connection is open: a refused or unreachable server is retried with the reconnect
-    backoff (bound the wait with ``trio.fail_after``), while a rejected upgrade (HTTP 403, ...)
-    raises ``ConnectError`` at once. With ``wait_connected=False`` the block starts at once and
-    joins and pushes wait for the connection.
-
-    Options (all keyword-only): ``params`` (dict, or sync/async callable evaluated on every
-    connect), ``auth_token`` (str or callable; sent as Phoenix's ``Sec-WebSocket-Protocol``
-    bearer entry), ``headers``, ``ssl_context``, ``timeout`` (default 10 s for joins, pushes
-    and leaves; ``None``: only your cancel scopes), ``heartbeat_interval`` (30 s; ``None`` to
-    disable), ``reconnect_after(attempt)`` and ``rejoin_after(attempt)`` (phoenix.js schedules;
-    see ``trio_phoenix.jittered``), ``reconnect_on_clean_close`` (True), ``serializer``,
-    ``max_message_size`` (10 MB), ``connect_timeout`` (10 s), ``close_timeout`` (5 s).
-
-    Raises:
-        ConnectError: the first connection attempt was rejected by the server.
-        InvalidURL: the URL cannot be used.
-    """
-    socket = Socket(url, **options)
-    user_error: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(partial(socket._run, wait_connected=wait_connected, shield=True))
-            try:
-                yield socket
-            except BaseException as exc:
-                user_error = exc
-                raise
-            finally:
-                await socket.aclose()
-    except BaseExceptionGroup as group:
-        raise_preferred(group, user_error)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ssl
 from collections import deque
 from collections.abc import Sequence
+from typing import Final
 from urllib.parse import urlsplit
 
 import attrs
@@ -40,7 +41,11 @@ from wsproto.utilities import RemoteProtocolError as WsprotoProtocolError
 from ._exceptions import ConnectError
 from .proto import Frame, redact_url
 
-__all__ = ["Transport", "TransportClosed", "open_transport"]
+__all__ = ["MAX_REJECTION_BODY", "Transport", "TransportClosed", "open_transport"]
+
+#: How much of a rejected upgrade's response body is read (and kept in ``ConnectError.body``);
+#: the rest is never read: the connection is closed.
+MAX_REJECTION_BODY: Final = 65536
 
 
 @attrs.frozen
@@ -313,15 +318,21 @@ async def open_transport(
                         break
                 elif isinstance(event, RejectData):
                     body += event.data
-                    if event.body_finished:
+                    if event.body_finished or len(body) >= MAX_REJECTION_BODY:
                         break
             else:
                 continue
             break
+        hint = ""
+        if status == 404:
+            hint = (
+                f" (nothing at {parts.path or '/'}; give open_socket the socket's mount point,"
+                ' e.g. "ws://host/socket": "/websocket" is added)'
+            )
         raise ConnectError(
-            f"the server refused the WebSocket upgrade to {where}: HTTP {status}",
+            f"the server refused the WebSocket upgrade to {where}: HTTP {status}{hint}",
             status=status,
-            body=bytes(body),
+            body=bytes(body[:MAX_REJECTION_BODY]),
         )
     except WsprotoProtocolError as exc:
         raise ConnectError(f"WebSocket handshake with {where} failed: {exc!r}") from None

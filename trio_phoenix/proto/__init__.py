@@ -31,6 +31,8 @@ from ._core import (
 from ._errors import (
     ChannelClosed as ChannelClosed,
     EncodeError as EncodeError,
+    InvalidHeader as InvalidHeader,
+    InvalidParams as InvalidParams,
     InvalidTransition as InvalidTransition,
     InvalidURL as InvalidURL,
     LocalProtocolError as LocalProtocolError,

@@ -127,36 +127,73 @@ _UNSET: Final = _Unset.UNSET
 class _Timer:
     callback: Callable[[float], None]
     deadline: float | None = None
+    entry: _Entry | None = None  # its place in the heap while it is scheduled
+
+
+@attrs.define(eq=False)
+class _Entry:
+    """A heap slot; a cancelled timer lets go of it, so the heap never keeps its owner (a push
+    and its payload) alive."""
+
+    timer: _Timer | None
+
+
+def _no_timer(now: float) -> None:
+    """The callback of a finished push's timer, which never runs again."""
 
 
 class _TimerQueue:
-    """A heap of deadlines with lazy cancellation: an entry counts only if it is still current."""
+    """A heap of deadlines with lazy cancellation: a cancelled entry is emptied at once and
+    removed when it reaches the top, or when empty entries are half the heap."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Timer]] = []
+        self._heap: list[tuple[float, int, _Entry]] = []
         self._seq = itertools.count()
+        self._empty = 0
 
     def schedule(self, timer: _Timer, deadline: float) -> None:
+        self.cancel(timer)
         timer.deadline = deadline
-        heapq.heappush(self._heap, (deadline, next(self._seq), timer))
+        timer.entry = entry = _Entry(timer)
+        heapq.heappush(self._heap, (deadline, next(self._seq), entry))
 
-    @staticmethod
-    def cancel(timer: _Timer) -> None:
+    def cancel(self, timer: _Timer) -> None:
         timer.deadline = None
+        entry = timer.entry
+        if entry is not None:
+            timer.entry = entry.timer = None
+            self._empty += 1
+            if self._empty > 64 and self._empty * 2 > len(self._heap):
+                self._heap = [item for item in self._heap if item[2].timer is not None]
+                heapq.heapify(self._heap)
+                self._empty = 0
+
+    def _pop_empty(self) -> None:
+        heap = self._heap
+        while heap and heap[0][2].timer is None:
+            heapq.heappop(heap)
+            self._empty -= 1
 
     def next_deadline(self) -> float | None:
+        self._pop_empty()
         heap = self._heap
-        while heap and heap[0][2].deadline != heap[0][0]:
-            heapq.heappop(heap)
         return heap[0][0] if heap else None
 
     def fire(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            deadline, _, timer = heapq.heappop(heap)
-            if timer.deadline == deadline:
-                timer.deadline = None
-                timer.callback(now)
+        while True:
+            self._pop_empty()
+            heap = self._heap  # a callback's cancel() may have compacted it
+            if not heap or heap[0][0] > now:
+                return
+            timer = heapq.heappop(heap)[2].timer
+            assert timer is not None
+            timer.deadline = None
+            timer.entry = None
+            timer.callback(now)
+
+    def __len__(self) -> int:
+        """Entries in the heap, the emptied ones included (for tests of the bound)."""
+        return len(self._heap)
 
 
 @attrs.define(eq=False, repr=False)
@@ -672,8 +709,7 @@ class SocketCore:
         """
         if push.done or push.kind is not PushKind.USER:
             return
-        push.done = True
-        self._timers.cancel(push.timer)
+        self._finish(push)
         channel = push.channel
         if push.ref is None:
             channel.buffer.remove(push)
@@ -724,7 +760,7 @@ class SocketCore:
                 channel, ChannelEvent.CLOSE, "server_closed", payload=message.payload
             )
         else:
-            self._events.append(MessageReceived(channel, message))
+            self._events.append(MessageReceived(channel, message, len(frame)))
 
     def _closes_left_channel(self, channel: ChannelCore | None, message: Message) -> bool:
         """Whether ``message`` is the phx_close Phoenix sends after acknowledging a leave.
@@ -758,7 +794,7 @@ class SocketCore:
         self._timers.cancel(push.timer)
         response = payload.get("response")
         if push.kind is PushKind.USER:
-            push.done = True
+            self._finish(push)
             self._events.append(PushReplied(push, status, response))
         elif push.kind is PushKind.JOIN:
             self._on_join_reply(channel, status, response, now)
@@ -803,6 +839,13 @@ class SocketCore:
         )
         push.timer.callback = lambda now: self._push_timed_out(push, now)
         return push
+
+    def _finish(self, push: Push) -> None:
+        """A user push is done: stop its timer, and drop the timer's reference back to the
+        push, so the push (with its payload) is freed as soon as its caller lets go."""
+        push.done = True
+        self._timers.cancel(push.timer)
+        push.timer.callback = _no_timer
 
     def _send(self, message: Message) -> None:
         self._outbox.append(self.serializer.encode(message))
@@ -849,8 +892,7 @@ class SocketCore:
                     )
                 )
             except EncodeError as exc:  # the payload was changed after it was accepted
-                push.done = True
-                self._timers.cancel(push.timer)
+                self._finish(push)
                 self._events.append(PushFailed(push, "encode_error", exc))
                 continue
             push.ref = ref
@@ -863,8 +905,7 @@ class SocketCore:
         for push in list(pending.values()):
             if push.kind is PushKind.USER:
                 del pending[push.ref]  # type: ignore[arg-type]
-                push.done = True
-                self._timers.cancel(push.timer)
+                self._finish(push)
                 self._events.append(PushFailed(push, reason, detail))
 
     def _error_channel(
@@ -893,7 +934,7 @@ class SocketCore:
     def _push_timed_out(self, push: Push, now: float) -> None:
         channel = push.channel
         if push.kind is PushKind.USER:
-            push.done = True
+            self._finish(push)
             if push.ref is None:
                 channel.buffer.remove(push)
             else:
@@ -952,7 +993,6 @@ class SocketCore:
         channel.pending.clear()
         buffer, channel.buffer = channel.buffer, []
         for push in buffer:
-            push.done = True
-            self._timers.cancel(push.timer)
+            self._finish(push)
             self._events.append(PushFailed(push, failure, reason))
         self._events.append(ChannelEnded(channel, reason, payload))

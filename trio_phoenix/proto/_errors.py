@@ -12,6 +12,8 @@ from __future__ import annotations
 __all__ = [
     "ChannelClosed",
     "EncodeError",
+    "InvalidHeader",
+    "InvalidParams",
     "InvalidTransition",
     "InvalidURL",
     "LocalProtocolError",
@@ -44,6 +46,15 @@ class EncodeError(LocalProtocolError, ValueError):
 
 class InvalidURL(LocalProtocolError, ValueError):
     """A socket URL that cannot be used: wrong scheme, no host."""
+
+
+class InvalidHeader(LocalProtocolError, ValueError):
+    """A request header that cannot be sent: a bad name, or a value with CR, LF, NUL or
+    characters outside Latin-1. The message names the header, never its value."""
+
+
+class InvalidParams(LocalProtocolError, TypeError):
+    """Socket ``params`` that are not a mapping (or a callable returning one)."""
 
 
 class InvalidTransition(LocalProtocolError):

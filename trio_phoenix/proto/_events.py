@@ -42,6 +42,8 @@ class MessageReceived:
 
     channel: ChannelCore
     message: Message
+    #: The size of the frame it came in (characters of a text frame, bytes of a binary one).
+    size: int = attrs.field(default=0, eq=False)
 
 
 @attrs.frozen

@@ -54,6 +54,7 @@ from typing import Any, Final, TypeAlias, TypeVar, overload
 import attrs
 
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._limits import MAX_NESTING, check_nesting, is_array_index
 from ._readonly import thaw as _clone  # phoenix.js clones with JSON.parse(JSON.stringify())
 
 __all__ = [
@@ -83,6 +84,9 @@ OnJoin: TypeAlias = Callable[[str, PresenceEntry | None, PresenceEntry], object]
 OnLeave: TypeAlias = Callable[[str, PresenceEntry, PresenceEntry], object]
 
 _MAX_ARRAY_INDEX: Final = 2**32 - 2
+#: Default bound of the diffs a ``PresenceSync`` queues while it waits for a state.
+MAX_PENDING_DIFFS: Final = 1000
+MAX_PENDING_BYTES: Final = 10_000_000
 _MISSING: Final = object()
 _JSON_TYPE_NAMES: Final[Mapping[type, str]] = {
     dict: "an object",
@@ -100,13 +104,7 @@ _JSON_TYPE_NAMES: Final[Mapping[type, str]] = {
 
 def _is_array_index(key: str) -> bool:
     # Canonical array index: what ToString(ToUint32(key)) gives back unchanged, below 2**32 - 1.
-    # isascii() first: str.isdigit() also accepts digits from other scripts.
-    return (
-        key.isascii()
-        and key.isdigit()
-        and (key == "0" or key[0] != "0")
-        and int(key) <= _MAX_ARRAY_INDEX
-    )
+    return is_array_index(key, _MAX_ARRAY_INDEX)
 
 
 def js_keys(keys: Iterable[str]) -> builtins.list[str]:
@@ -165,6 +163,7 @@ def _check_presences(value: object, what: str, error: type[ProtocolError]) -> Pr
             ref = meta.get("phx_ref", _MISSING)
             if not isinstance(ref, str):
                 raise error(f'{where}["phx_ref"] must be a string, got {_describe(ref)}')
+            check_nesting(meta, MAX_NESTING, where, error)
     return value
 
 

@@ -35,7 +35,10 @@ from typing import Any, TypeVar, overload
 import attrs
 
 from ._errors import RemoteProtocolError
+from ._limits import MAX_NESTING, BufferBound, check_nesting
 from ._presence import (
+    MAX_PENDING_BYTES,
+    MAX_PENDING_DIFFS,
     PresenceChange,
     PresenceEntry,
     PresenceJoin,
@@ -105,6 +108,14 @@ PresenceSynced()]
         factory=builtins.list, init=False
     )
     _join_ref: str | None = attrs.field(default=None, init=False)
+    #: Bound of the diffs queued while a state is pending, in diffs and in frame bytes.
+    max_pending_diffs: int = attrs.field(default=MAX_PENDING_DIFFS, kw_only=True)
+    max_pending_bytes: int = attrs.field(default=MAX_PENDING_BYTES, kw_only=True)
+    _pending_bound: BufferBound = attrs.field(init=False)
+
+    @_pending_bound.default
+    def _new_pending_bound(self) -> BufferBound:
+        return BufferBound(self.max_pending_diffs, self.max_pending_bytes)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -210,26 +221,37 @@ PresenceSynced()]
         for queued_joins, queued_leaves in self._pending_diffs:
             self._apply(queued_joins, queued_leaves, changes)
         self._pending_diffs = []
+        self._pending_bound = self._new_pending_bound()
         changes.append(PresenceSynced())
         return changes
 
     def handle_diff(
-        self, payload: object, channel_join_ref: str | None
+        self, payload: object, channel_join_ref: str | None, *, size: int = 0
     ) -> builtins.list[PresenceChange]:
         """Apply a ``presence_diff`` payload, or queue it while a state is pending.
 
         Args:
             payload: the message payload.
             channel_join_ref: the channel's current join ref.
+            size: the size of the diff's frame in bytes, counted against
+                ``max_pending_bytes`` if the diff is queued.
 
         Returns:
             The joins and leaves, then one ``PresenceSynced``; nothing if the diff was queued.
 
         Raises:
-            RemoteProtocolError: the payload is malformed; nothing changed.
+            RemoteProtocolError: the payload is malformed, or queueing it would exceed the
+                pending bound; nothing changed.
         """
         joins, leaves = _frozen_diff(payload)
         if self.in_pending_sync_state(channel_join_ref):
+            bound = self._pending_bound
+            if not bound.fits(size):
+                raise RemoteProtocolError(
+                    f"presence diff refused: {bound.items} diffs ({bound.bytes} bytes) already "
+                    "wait for a presence_state"
+                )
+            bound.add(size)
             self._pending_diffs.append((joins, leaves))
             return []
         changes: builtins.list[PresenceChange] = []
@@ -283,7 +305,10 @@ PresenceSynced()]
             joined = [meta for meta in new_presence["metas"] if meta["phx_ref"] not in current_set]
             left = [meta for meta in current_metas if meta["phx_ref"] not in new_set]
             if joined:
-                joins[key] = freeze({**new_presence, "metas": joined})
+                frozen = _freeze_presence({**new_presence, "metas": joined})
+                if frozen is None:
+                    return None
+                joins[key] = frozen
             if left:
                 leaves[key] = ReadOnlyDict({**current, "metas": ReadOnlyList(left)})
         return joins, leaves
@@ -388,6 +413,8 @@ def _freeze_presence(presence: object) -> PresenceEntry | None:
             return None
         for value in meta.values():
             if isinstance(value, (dict, builtins.list)):
+                if _too_deep(meta):
+                    return None  # the full check reports it
                 frozen.append(freeze(meta))
                 break
         else:
@@ -395,9 +422,20 @@ def _freeze_presence(presence: object) -> PresenceEntry | None:
     frozen_metas = ReadOnlyList(frozen)
     if len(presence) == 1:
         return ReadOnlyDict(metas=frozen_metas)
+    if _too_deep(presence):
+        raise RemoteProtocolError(f"a presence nests deeper than {MAX_NESTING} levels")
     return ReadOnlyDict(
         {key: frozen_metas if key == "metas" else freeze(value) for key, value in presence.items()}
     )
+
+
+def _too_deep(value: object) -> bool:
+    """Whether ``value`` nests deeper than the bound (``freeze`` recurses: never past it)."""
+    try:
+        check_nesting(value, MAX_NESTING, "value")
+    except RemoteProtocolError:
+        return True
+    return False
 
 
 def _freeze_presences(presences: dict[Any, Any]) -> PresenceState | None:

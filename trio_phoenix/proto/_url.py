@@ -17,9 +17,10 @@ import base64
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from ._errors import InvalidURL
+from ._errors import InvalidParams, InvalidURL
+from ._limits import is_array_index
 from ._serializer import V2_VSN
 
 __all__ = [
@@ -35,6 +36,7 @@ AUTH_TOKEN_PREFIX: Final = "base64url.bearer.phx."
 
 # encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) alone; quote() always keeps _.-~.
 _URI_COMPONENT_SAFE: Final = "!*'()"
+_WEBSOCKET: Final = "/websocket"
 _SCHEMES: Final = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 # Array indices are the integers below 2**32 - 1; JavaScript enumerates them first.
 _MAX_ARRAY_LENGTH: Final = 2**32 - 1
@@ -43,24 +45,37 @@ _MAX_ARRAY_LENGTH: Final = 2**32 - 1
 def build_socket_url(
     endpoint: str, params: Mapping[str, Any] | None = None, vsn: str = V2_VSN
 ) -> str:
-    """Build the WebSocket URL phoenix.js would open for ``endpoint`` (the socket's mount point).
+    """Build the WebSocket URL for ``endpoint`` (the socket's mount point), as phoenix.js does
+    for a plain mount point, and sanely where phoenix.js breaks a URL.
 
-    ``http``/``https`` mount points are mapped to ``ws``/``wss``, as browsers do.
+    ``http``/``https`` mount points are mapped to ``ws``/``wss``, as browsers do. Unlike
+    phoenix.js (which appends ``/websocket`` to whatever it is given, query included), a query
+    string in ``endpoint`` is kept as params before ``params`` (a name given in both is taken
+    from ``params``; ``vsn`` always comes from the serializer), a trailing ``/`` is dropped,
+    and a path already ending in ``/websocket`` is used as it is.
 
     Raises:
         InvalidURL: the scheme is not ws, wss, http or https, or the URL has no host.
+        InvalidParams: ``params`` is not a mapping.
 
     Example:
         >>> build_socket_url("ws://localhost:4000/socket", {"token": "abc"})
         'ws://localhost:4000/socket/websocket?token=abc&vsn=2.0.0'
+        >>> build_socket_url("ws://localhost:4000/socket/?token=abc")
+        'ws://localhost:4000/socket/websocket?token=abc&vsn=2.0.0'
     """
     if not isinstance(endpoint, str):
         raise InvalidURL(f"socket URL must be a string, got {type(endpoint).__name__}")
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidParams(f"params must be a mapping, got {type(params).__name__}")
     try:
         parts = urlsplit(endpoint)
         parts.port  # noqa: B018 -- validates the port
     except ValueError as exc:
-        raise InvalidURL(f"invalid socket URL {redact_url(endpoint)!r}: {exc}") from exc
+        # urlsplit's message may quote part of the URL (a password with an unencoded "/").
+        reason = "bad port" if "port" in str(exc).lower() else "malformed"
+        reason += " (percent-encode any / ? # @ in a user name or password)"
+        raise InvalidURL(f"invalid socket URL {redact_url(endpoint)!r}: {reason}") from None
     scheme = _SCHEMES.get(parts.scheme.lower())
     if scheme is None:
         raise InvalidURL(
@@ -69,10 +84,22 @@ def build_socket_url(
         )
     if not parts.hostname:
         raise InvalidURL(f"socket URL has no host: {redact_url(endpoint)!r}")
-    url = scheme + endpoint[len(parts.scheme) :] + "/websocket"
+    head, _, query = endpoint.partition("#")[0].partition("?")
+    url = (scheme + head[len(parts.scheme) :]).rstrip("/")
+    if not url.endswith(_WEBSOCKET):
+        url += _WEBSOCKET
+    given = {_js_string(key) for key in params or ()} | {"vsn"}
+    kept = [pair for pair in query.split("&") if pair and _param_name(pair) not in given]
+    if kept:
+        url += "?" + "&".join(kept)
     if params:
         url = _append_params(url, params)
     return _append_params(url, {"vsn": vsn})
+
+
+def _param_name(pair: str) -> str:
+    """The top-level param name of one ``name=value`` pair of a query string."""
+    return unquote(pair.partition("=")[0]).partition("[")[0]
 
 
 def _append_params(url: str, params: Mapping[str, Any]) -> str:
@@ -107,12 +134,7 @@ def _for_in_order(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def _is_array_index(key: str) -> bool:
-    return (
-        key.isascii()
-        and key.isdigit()
-        and (key == "0" or key[0] != "0")
-        and int(key) < _MAX_ARRAY_LENGTH
-    )
+    return is_array_index(key, _MAX_ARRAY_LENGTH - 1)
 
 
 def _uri_component(text: str) -> str:
@@ -181,15 +203,16 @@ def redact_url(url: str) -> str:
     """Return ``url`` with every query value (and any password) replaced by ``[REDACTED]``.
 
     Socket params usually carry tokens; they must never reach a log line or an exception text.
+    A password is found even when it holds an unencoded ``/``, ``?`` or ``#`` (which end the
+    authority for a URL parser): then everything up to the ``@`` is taken as user info.
     """
-    head, sep, query = url.partition("?")
-    scheme, slashes, rest = head.partition("://")
+    scheme, slashes, rest = url.partition("://")
     if slashes:
-        authority, slash, path = rest.partition("/")
-        userinfo, at, host = authority.rpartition("@")
+        userinfo, at, after = _split_userinfo(rest)
         if at:
             user = userinfo.partition(":")[0]
-            head = f"{scheme}://{user}:[REDACTED]@{host}{slash}{path}"
+            url = f"{scheme}://{user}:[REDACTED]@{after}"
+    head, sep, query = url.partition("?")
     if not sep:
         return head
     redacted = []
@@ -199,3 +222,23 @@ def redact_url(url: str) -> str:
             value = "[REDACTED]"
         redacted.append(f"{name}{eq}{value}")
     return head + "?" + "&".join(redacted)
+
+
+def _split_userinfo(rest: str) -> tuple[str, str, str]:
+    """Split ``user:password@host...`` at the ``@`` that ends the user info, if any."""
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    if at:
+        return userinfo, at, host + rest[end:]
+    # No "@" in the authority: a password with an unencoded "/", "?" or "#" may have pushed
+    # it out. After "user:" something that is not a port, the next "@" ends the user info;
+    # after "host:port", only an "@" before any query does (better hide too much than a
+    # password).
+    colon = rest.find(":")
+    at_index = rest.find("@")
+    if not 0 <= colon < end < at_index:
+        return "", "", rest
+    query = rest.find("?")
+    if not rest[colon + 1 : end].isdigit() or query < 0 or at_index < query:
+        return rest[:at_index], "@", rest[at_index + 1 :]
+    return "", "", rest

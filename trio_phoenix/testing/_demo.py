@@ -52,7 +52,7 @@ import trio
 from .._channel import Channel
 from .._groups import raise_preferred
 from .._lifecycle import ChannelJoined, Connected, Disconnected, LifecycleEvent
-from .._socket import open_socket
+from .._open import open_socket
 from .._subscription import Subscription
 from ..proto import (
     Message,
