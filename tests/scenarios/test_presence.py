@@ -129,10 +129,16 @@ async def test_presence_across_a_rejoin(server: ScenarioServer) -> None:
             seen = observer.presence()
             channel = socket.channel("room:rejoin", {"user": "eli"})
             presence = channel.presence()
-            async with observer, channel:
-                while users(channel) != ["eli", "obs"] or users(observer) != ["eli", "obs"]:
-                    async with presence.changes() as changes:
-                        await next_change(changes)
+            async with (
+                observer,
+                channel,
+                presence.changes() as mine,
+                seen.changes() as theirs,
+            ):
+                while users(channel) != ["eli", "obs"]:
+                    await next_change(mine)
+                while users(observer) != ["eli", "obs"]:
+                    await next_change(theirs)
                 # Disconnect eli's socket from the server side (its id is user_socket:eli).
                 async with socket.channel("echo:control") as control:
                     await disconnect_me(control)
@@ -141,12 +147,10 @@ async def test_presence_across_a_rejoin(server: ScenarioServer) -> None:
                         break
                 await presence.wait_synced()
                 while users(channel) != ["eli", "obs"]:
-                    async with presence.changes() as changes:
-                        await next_change(changes)
+                    await next_change(mine)
                 # One meta for eli, not the dead connection's as well.
-                async with seen.changes() as changes:
-                    while len(_metas(seen.state, "eli")) != 1:
-                        await next_change(changes)
+                while len(_metas(seen.state, "eli")) != 1:
+                    await next_change(theirs)
                 assert len(_metas(presence.state, "eli")) == 1
 
 
