@@ -292,3 +292,21 @@ def test_timers_still_fire_in_order_after_compaction() -> None:
     core.handle_timers(160.0)
     timed_out = [event.push for event in core.events() if isinstance(event, PushTimedOut)]
     assert timed_out == pushes[150:160]
+
+
+def test_a_deeply_nested_presence_field_is_malformed_not_a_crash() -> None:
+    view = PresenceSync()
+    deep = {"u": {"metas": [meta("b")], "extra": nested(600)}}
+    with pytest.raises(RemoteProtocolError, match="nests deeper"):
+        view.handle_diff({"joins": deep, "leaves": {}}, None)
+    assert view.list() == []
+
+
+def test_freeze_copies_a_flat_dict_read_only() -> None:
+    from trio_phoenix.proto._readonly import ReadOnlyDict, freeze
+
+    source = {"a": 1}
+    frozen = freeze(source)
+    assert isinstance(frozen, ReadOnlyDict)
+    assert frozen == source
+    assert frozen is not source
