@@ -1329,13 +1329,19 @@ def test_leave_waits_for_the_reply() -> None:
     assert stats(core).dropped_messages == 1
 
 
-def test_phx_close_after_a_leave_with_the_topic_joined_again() -> None:
+def left_channel_core() -> SocketCore:
+    """A connected core whose channel on TOPIC joined, left, and had its leave acknowledged."""
     core = connected_core()
     channel = join_ok(core)
     core.leave(channel, 1)
     sent(core)
     core.receive(reply("1", "2"), 1)
     core.events()
+    return core
+
+
+def test_phx_close_after_a_leave_with_the_topic_joined_again() -> None:
+    core = left_channel_core()
     again = join_ok(core)
     assert again.join_ref == "3"
     core.receive(frame("1", "1", TOPIC, "phx_close", {}), 2)  # the old channel's
@@ -1346,24 +1352,14 @@ def test_phx_close_after_a_leave_with_the_topic_joined_again() -> None:
 
 def test_null_phx_close_after_a_leave() -> None:
     # A server that kept no join ref (a V1 join) closes with [null, null, ...].
-    core = connected_core()
-    channel = join_ok(core)
-    core.leave(channel, 1)
-    sent(core)
-    core.receive(reply("1", "2"), 1)
-    core.events()
+    core = left_channel_core()
     core.receive(frame(None, None, TOPIC, "phx_close", {}), 2)
     assert core.events() == []
     assert stats(core).dropped_messages == 0
 
 
 def test_null_phx_close_with_the_topic_joined_again_closes_the_new_channel() -> None:
-    core = connected_core()
-    channel = join_ok(core)
-    core.leave(channel, 1)
-    sent(core)
-    core.receive(reply("1", "2"), 1)
-    core.events()
+    core = left_channel_core()
     again = join_ok(core)
     core.receive(frame(None, None, TOPIC, "phx_close", {}), 2)
     assert core.events() == [ChannelEnded(again, "server_closed", {})]

@@ -44,7 +44,7 @@ from ._channel import ChannelProcess, ChannelSocket, reply_message
 from ._faults import GatedStream
 from ._handlers import Reply
 from ._handshake import ConnectInfo
-from ._websocket import ServerWebSocket, WebSocketEnded
+from ._websocket import CLOSE_ABNORMAL, ServerWebSocket, WebSocketEnded
 
 if TYPE_CHECKING:
     from ._server import TestServer
@@ -55,9 +55,7 @@ logger: Final = logging.getLogger("trio_phoenix.testing")
 
 #: How long a duplicate join waits for the old channel to finish (Phoenix: 5 s, then kill).
 _DUPLICATE_JOIN_GRACE: Final = 5.0
-CLOSE_ABNORMAL: Final = 1006
 CLOSE_INTERNAL_ERROR: Final = 1011
-CLOSE_TOO_BIG: Final = 1009
 
 
 @attrs.frozen(kw_only=True)
