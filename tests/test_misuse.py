@@ -211,17 +211,29 @@ async def test_channel_misuse_raises_a_typed_error_and_sends_nothing(
 # -- misuses of open_socket ------------------------------------------------------------------
 
 WS = "ws://{host}/socket"
-SOCKET_MISUSES: dict[str, tuple[str, dict[str, Any], type[PhoenixError], str]] = {
+# Bad option values are ValueError / TypeError (as in trio), naming the option; the URL,
+# params and headers have PhoenixError subclasses that are ValueError / TypeError too.
+SOCKET_MISUSES: dict[str, tuple[Any, dict[str, Any], type[Exception], str]] = {
     "ftp-scheme": ("ftp://{host}/socket", {}, InvalidURL, r"must start with ws://"),
     "no-scheme": ("{host}/socket", {}, InvalidURL, r"must start with ws://"),
     "no-host": ("ws:///socket", {}, InvalidURL, r"no host"),
     "bad-port": ("ws://{host}:99999/socket", {}, InvalidURL, r"[Pp]ort"),
-    "negative-timeout": (WS, {"timeout": -1}, LocalProtocolError, r"timeout"),
-    "nan-timeout": (WS, {"timeout": math.nan}, LocalProtocolError, r"timeout"),
-    "heartbeat-interval": (WS, {"heartbeat_interval": -1}, LocalProtocolError, r"heartbeat"),
-    "connect-timeout": (WS, {"connect_timeout": -1}, LocalProtocolError, r"connect_timeout"),
-    "close-timeout": (WS, {"close_timeout": -1}, LocalProtocolError, r"close_timeout"),
-    "max-message-size": (WS, {"max_message_size": 0}, LocalProtocolError, r"max_message_size"),
+    "negative-timeout": (WS, {"timeout": -1}, ValueError, r"timeout must be >= 0 seconds"),
+    "nan-timeout": (WS, {"timeout": math.nan}, ValueError, r"timeout must be >= 0"),
+    "string-timeout": (WS, {"timeout": "5"}, TypeError, r"timeout must be a number.*str '5'"),
+    "bool-timeout": (WS, {"timeout": True}, TypeError, r"timeout must be a number"),
+    "heartbeat-interval": (WS, {"heartbeat_interval": 0}, ValueError, r"heartbeat_interval.*> 0"),
+    "connect-timeout": (WS, {"connect_timeout": -1}, ValueError, r"connect_timeout"),
+    "close-timeout": (WS, {"close_timeout": None}, TypeError, r"close_timeout.*number of sec"),
+    "max-message-size": (WS, {"max_message_size": 0}, ValueError, r"max_message_size.*1024"),
+    "max-message-size-float": (WS, {"max_message_size": 1e6}, TypeError, r"max_message_size"),
+    "reconnect-after": (WS, {"reconnect_after": 1.0}, TypeError, r"reconnect_after.*callable"),
+    "rejoin-after": (WS, {"rejoin_after": None}, TypeError, r"rejoin_after.*callable"),
+    "clean-close": (WS, {"reconnect_on_clean_close": 1}, TypeError, r"True or False"),
+    "serializer": (WS, {"serializer": "v1"}, TypeError, r"serializer must be"),
+    "ssl-context": (WS, {"ssl_context": True}, TypeError, r"ssl_context must be"),
+    "auth-token": (WS, {"auth_token": b"abc"}, TypeError, r"auth_token must be"),
+    "url-type": (b"ws://{host}/socket", {}, TypeError, r"url must be a str"),
     "params-string": (WS, {"params": "token=abc"}, InvalidParams, r"mapping.*not a query string"),
     "params-list": (WS, {"params": [("token", "abc")]}, InvalidParams, r"mapping or a callable"),
     "header-crlf": (WS, {"headers": {"X-A": "1\r\nX-B: 2"}}, InvalidHeader, r"'X-A'.*CR, LF"),
@@ -235,21 +247,27 @@ SOCKET_MISUSES: dict[str, tuple[str, dict[str, Any], type[PhoenixError], str]] =
     ("url", "options", "error", "message"), SOCKET_MISUSES.values(), ids=SOCKET_MISUSES
 )
 async def test_open_socket_misuse_raises_a_typed_error_before_connecting(
-    url: str, options: dict[str, Any], error: type[PhoenixError], message: str
+    url: Any, options: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     async with open_test_server(demo_channels()) as server:
         host = f"127.0.0.1:{server.port}"
+        target: Any = (
+            url.replace(b"{host}", host.encode())
+            if isinstance(url, bytes)
+            else url.format(host=host)
+        )
         with trio.fail_after(10), pytest.raises(error, match=message) as raised:
-            async with open_socket(url.format(host=host), **options):
+            async with open_socket(target, **options):
                 pass
-        assert isinstance(raised.value, PhoenixError)
+        assert isinstance(raised.value, ValueError | TypeError)
         assert server.accepted_connections == []
 
 
 async def test_params_from_a_callable_must_be_a_mapping() -> None:
     async with open_test_server(demo_channels()) as server:
+        bad_params: Any = lambda: "token=abc"  # noqa: E731 (the type checker would catch it)
         with trio.fail_after(10), pytest.raises(InvalidParams, match="must return a mapping"):
-            async with open_socket(server.url, params=lambda: "token=abc"):
+            async with open_socket(server.url, params=bad_params):
                 pass
         assert server.accepted_connections == []
 

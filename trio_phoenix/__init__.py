@@ -73,6 +73,7 @@ else:
         connect_socket as connect_socket,
         open_socket as open_socket,
     )
+    from ._options import SocketOptions as SocketOptions
     from ._presence import Presence as Presence
     from ._socket import (
         DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,

@@ -13,18 +13,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
+from typing import Unpack
 
 import trio
 
 from ._groups import raise_preferred
+from ._options import SocketOptions
 from ._socket import _CONSTRUCTOR_TOKEN, Socket
 
 __all__ = ["connect_socket", "open_socket"]
 
 
 async def connect_socket(
-    nursery: trio.Nursery, url: str, *, wait_connected: bool = True, **options: Any
+    nursery: trio.Nursery,
+    url: str,
+    *,
+    wait_connected: bool = True,
+    **options: Unpack[SocketOptions],
 ) -> Socket:
     """Start a socket whose tasks run in ``nursery``; close it with ``await socket.aclose()``.
 
@@ -38,7 +43,7 @@ async def connect_socket(
 
 @asynccontextmanager
 async def open_socket(
-    url: str, *, wait_connected: bool = True, **options: Any
+    url: str, *, wait_connected: bool = True, **options: Unpack[SocketOptions]
 ) -> AsyncIterator[Socket]:
     """Open a Phoenix socket for the block; leave its channels and close it at the end.
 
@@ -66,6 +71,9 @@ async def open_socket(
         ConnectTimeout: your deadline expired while connecting (after a failed attempt).
         InvalidURL: the URL cannot be used.
         InvalidHeader, InvalidParams: bad ``headers`` or ``params``.
+        ValueError, TypeError: another option has a bad value or type (the message names it;
+            ``mypy`` catches misspelled options and wrong types before that, see
+            ``SocketOptions``).
     """
     socket = Socket(url, _token=_CONSTRUCTOR_TOKEN, **options)
     deadline = trio.current_effective_deadline()

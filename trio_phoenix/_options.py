@@ -17,18 +17,20 @@ Rules this module keeps:
 from __future__ import annotations
 
 import inspect
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import trio
 
-from ._exceptions import ConnectError, InvalidParams, LocalProtocolError
-from .proto import auth_token_subprotocols, build_socket_url
+from ._exceptions import ConnectError, InvalidParams
+from .proto import Serializer, auth_token_subprotocols, build_socket_url
 from .proto._limits import check_headers
 
 __all__ = [
     "ConnectArgs",
+    "SocketOptions",
     "check_options",
     "check_params",
     "check_trio_token",
@@ -41,6 +43,29 @@ ParamsSource = Params | Callable[[], Params | Awaitable[Params]] | None
 TokenSource = str | Callable[[], str | Awaitable[str]] | None
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 ConnectArgs = tuple[str, list[str]]
+ReconnectAfter = Callable[[int], float | None]
+
+
+class SocketOptions(TypedDict, total=False):
+    """The keyword options of ``open_socket()`` and ``connect_socket()``.
+
+    Spelled out so that a type checker catches a misspelled or mistyped option; each is
+    described in the reference of ``open_socket()``.
+    """
+
+    params: ParamsSource
+    auth_token: TokenSource
+    headers: Headers | None
+    ssl_context: ssl.SSLContext | None
+    timeout: float | None
+    heartbeat_interval: float | None
+    reconnect_after: ReconnectAfter
+    rejoin_after: Callable[[int], float]
+    reconnect_on_clean_close: bool
+    serializer: Serializer | None
+    max_message_size: int
+    connect_timeout: float | None
+    close_timeout: float
 
 
 def check_params(params: object) -> None:
@@ -53,26 +78,83 @@ def check_params(params: object) -> None:
     )
 
 
+def check_seconds(name: str, value: object, *, allow_none: bool, positive: bool = False) -> None:
+    """A duration option: a real number of seconds (``TypeError`` otherwise), >= 0 (or > 0),
+    finite unless it is ``math.inf``; ``None`` where allowed."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        wanted = "a number of seconds" + (" or None" if allow_none else "")
+        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
+    if math.isnan(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be {bound} seconds, got {value!r}")
+
+
+def check_callable(name: str, value: object) -> None:
+    """An option that must be a callable."""
+    if not callable(value):
+        raise TypeError(f"{name} must be a callable, got {type(value).__name__} {value!r}")
+
+
 def check_options(
     *,
     url: str,
     params: object,
+    auth_token: object,
     headers: Headers | None,
-    connect_timeout: float | None,
-    close_timeout: float,
-    max_message_size: int,
+    ssl_context: object,
+    timeout: object,
+    heartbeat_interval: object,
+    reconnect_after: object,
+    rejoin_after: object,
+    reconnect_on_clean_close: object,
+    serializer: object,
+    connect_timeout: object,
+    close_timeout: object,
+    max_message_size: object,
 ) -> list[tuple[str, str]]:
-    """Check the socket's options; return the headers as a list of pairs."""
+    """Check the socket's options (``TypeError`` / ``ValueError`` naming the option); return
+    the headers as a list of pairs."""
+    if not isinstance(url, str):
+        raise TypeError(
+            f"url must be a str such as 'ws://host:4000/socket', got {type(url).__name__}"
+        )
     build_socket_url(url)  # validate now: a bad URL is the caller's error, raised at once
     check_params(params)
-    if connect_timeout is not None and not connect_timeout >= 0:
-        raise LocalProtocolError(f"connect_timeout must be >= 0 or None, got {connect_timeout!r}")
-    if not close_timeout >= 0:
-        raise LocalProtocolError(f"close_timeout must be >= 0, got {close_timeout!r}")
-    if not max_message_size >= 1024:
-        raise LocalProtocolError(
-            f"max_message_size must be an int of at least 1024 bytes, got {max_message_size!r}"
+    if not (auth_token is None or isinstance(auth_token, str) or callable(auth_token)):
+        raise TypeError(
+            "auth_token must be a str, a callable returning one, or None, "
+            f"got {type(auth_token).__name__}"
         )
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError(
+            f"ssl_context must be an ssl.SSLContext or None, got {type(ssl_context).__name__}"
+        )
+    check_seconds("timeout", timeout, allow_none=True)
+    check_seconds("heartbeat_interval", heartbeat_interval, allow_none=True, positive=True)
+    check_callable("reconnect_after", reconnect_after)
+    check_callable("rejoin_after", rejoin_after)
+    if not isinstance(reconnect_on_clean_close, bool):
+        raise TypeError(
+            "reconnect_on_clean_close must be True or False, "
+            f"got {type(reconnect_on_clean_close).__name__}"
+        )
+    if serializer is not None and not all(
+        hasattr(serializer, name) for name in ("vsn", "encode", "decode")
+    ):
+        raise TypeError(
+            "serializer must be a trio_phoenix serializer (V1JSONSerializer(), "
+            f"V2JSONSerializer()) or None, got {type(serializer).__name__}"
+        )
+    check_seconds("connect_timeout", connect_timeout, allow_none=True)
+    check_seconds("close_timeout", close_timeout, allow_none=False)
+    if isinstance(max_message_size, bool) or not isinstance(max_message_size, int):
+        raise TypeError(
+            f"max_message_size must be an int (bytes), got {type(max_message_size).__name__}"
+        )
+    if max_message_size < 1024:
+        raise ValueError(f"max_message_size must be at least 1024 bytes, got {max_message_size}")
     return check_headers(headers or ())
 
 

@@ -34,6 +34,7 @@ from ._options import (
     ConnectArgs,
     Headers,
     ParamsSource,
+    ReconnectAfter,
     TokenSource,
     check_options,
     check_trio_token,
@@ -81,8 +82,6 @@ logger: Final = logging.getLogger("trio_phoenix")
 
 #: Phoenix's own default ``max_frame_size`` (10 MB): larger frames close the connection.
 DEFAULT_MAX_MESSAGE_SIZE: Final = 10_000_000
-
-ReconnectAfter = Callable[[int], float | None]
 
 # Only open_socket() and connect_socket() build sockets: a socket nobody runs would hang.
 _CONSTRUCTOR_TOKEN: Final = object()
@@ -137,6 +136,22 @@ class Socket:
             raise TypeError(
                 "Socket has no public constructor: use open_socket() or connect_socket()"
             )
+        self._headers = check_options(
+            url=url,
+            params=params,
+            auth_token=auth_token,
+            headers=headers,
+            ssl_context=ssl_context,
+            timeout=timeout,
+            heartbeat_interval=heartbeat_interval,
+            reconnect_after=reconnect_after,
+            rejoin_after=rejoin_after,
+            reconnect_on_clean_close=reconnect_on_clean_close,
+            serializer=serializer,
+            connect_timeout=connect_timeout,
+            close_timeout=close_timeout,
+            max_message_size=max_message_size,
+        )
         self._trio_token = trio.lowlevel.current_trio_token()
         self._core = SocketCore(
             serializer=serializer,
@@ -145,14 +160,6 @@ class Socket:
             reconnect_after=reconnect_after,
             rejoin_after=rejoin_after,
             reconnect_on_clean_close=reconnect_on_clean_close,
-        )
-        self._headers = check_options(
-            url=url,
-            params=params,
-            headers=headers,
-            connect_timeout=connect_timeout,
-            close_timeout=close_timeout,
-            max_message_size=max_message_size,
         )
         self._url = url
         self._params = params
