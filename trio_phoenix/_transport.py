@@ -39,6 +39,7 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError as WsprotoProtocolError
 
 from ._exceptions import ConnectError
+from ._network import open_stream
 from .proto import Frame, redact_url
 
 __all__ = ["MAX_REJECTION_BODY", "Transport", "TransportClosed", "open_transport"]
@@ -280,10 +281,7 @@ async def open_transport(
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     stream: trio.abc.Stream | None = None
     try:
-        stream = await trio.open_tcp_stream(host, port)
-        if secure:
-            context = ssl_context if ssl_context is not None else ssl.create_default_context()
-            stream = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
+        stream = await open_stream(host, port, secure=secure, ssl_context=ssl_context)
         ws = WSConnection(ConnectionType.CLIENT)
         request = Request(
             host=host_header,
