@@ -6,6 +6,10 @@ feeds it frames (``receive``), transport changes (``connection_started`` / ``con
 ``ping``) and the time (``handle_timers(now)`` whenever ``next_deadline()`` passes); it takes
 back frames to write (``data_to_send``) and events to act on (``events``).
 
+The core spans three modules: ``_timers`` (the deadline heap), ``_channel_core`` (channels and
+pushes: the commands and the rules that end them) and this one (the connection, heartbeats,
+pings and the routing of incoming frames). The rules below hold for all three.
+
 Rules this module keeps:
 
 1. Time only comes in as ``now``; randomness only through the schedules given to us.
@@ -29,53 +33,37 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import enum
-import heapq
-import itertools
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
-from ._backoff import Backoff, phoenix_reconnect_after, phoenix_rejoin_after
-from ._channel_state import ChannelEvent, ChannelState, next_state
-from ._errors import (
-    ChannelClosed,
-    EncodeError,
-    LocalProtocolError,
-    RemoteProtocolError,
-    SocketClosed,
+from ._backoff import phoenix_reconnect_after, phoenix_rejoin_after
+from ._channel_core import (
+    DEFAULT_TIMEOUT,
+    ChannelCore,
+    ChannelRules,
+    ConnectionState,
+    Counters,
+    Push,
+    PushKind,
+    check_timeout,
 )
+from ._channel_state import ChannelEvent, ChannelState, next_state
+from ._errors import LocalProtocolError, RemoteProtocolError, SocketClosed
 from ._events import (
-    ChannelEnded,
-    ChannelErrored,
-    ChannelJoined,
     CloseTransport,
     Event,
     FrameDropped,
-    JoinFailed,
     MessageReceived,
     PingLost,
     PingReplied,
-    PushFailed,
-    PushReplied,
-    PushTimedOut,
     ReconnectDue,
     ReconnectScheduled,
-    RejoinScheduled,
 )
-from ._message import (
-    HEARTBEAT,
-    PHOENIX_TOPIC,
-    PHX_CLOSE,
-    PHX_ERROR,
-    PHX_JOIN,
-    PHX_LEAVE,
-    PHX_REPLY,
-    RESERVED_EVENTS,
-    Message,
-)
+from ._message import HEARTBEAT, PHOENIX_TOPIC, PHX_CLOSE, PHX_ERROR, PHX_REPLY, Message
 from ._serializer import Frame, Serializer, V2JSONSerializer
+from ._timers import Timer, TimerQueue
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -88,8 +76,6 @@ __all__ = [
     "SocketCore",
 ]
 
-#: phoenix.js ``timeout``: default join/push/leave timeout, in seconds.
-DEFAULT_TIMEOUT: Final = 10.0
 #: phoenix.js ``heartbeatIntervalMs``, in seconds.
 DEFAULT_HEARTBEAT_INTERVAL: Final = 30.0
 
@@ -97,148 +83,6 @@ DEFAULT_HEARTBEAT_INTERVAL: Final = 30.0
 STABLE_CONNECTION: Final = 10.0
 
 ReconnectSchedule = Callable[[int], float | None]
-
-
-class ConnectionState(enum.Enum):
-    """The socket's transport, as the core sees it."""
-
-    IDLE = "idle"  # not connected yet, and not trying
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    WAITING = "waiting"  # disconnected; a reconnect is scheduled
-    DISCONNECTED = "disconnected"  # disconnected; the reconnect policy gave up
-    CLOSED = "closed"  # closed by the application, for good
-
-
-class PushKind(enum.Enum):
-    USER = "push"
-    JOIN = "join"
-    LEAVE = "leave"
-
-
-class _Unset(enum.Enum):
-    UNSET = enum.auto()
-
-
-_UNSET: Final = _Unset.UNSET
-
-
-@attrs.define(eq=False)
-class _Timer:
-    callback: Callable[[float], None]
-    deadline: float | None = None
-    entry: _Entry | None = None  # its place in the heap while it is scheduled
-
-
-@attrs.define(eq=False)
-class _Entry:
-    """A heap slot; a cancelled timer lets go of it, so the heap never keeps its owner (a push
-    and its payload) alive."""
-
-    timer: _Timer | None
-
-
-def _no_timer(now: float) -> None:
-    """The callback of a finished push's timer, which never runs again."""
-
-
-class _TimerQueue:
-    """A heap of deadlines with lazy cancellation: a cancelled entry is emptied at once and
-    removed when it reaches the top, or when empty entries are half the heap."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Entry]] = []
-        self._seq = itertools.count()
-        self._empty = 0
-
-    def schedule(self, timer: _Timer, deadline: float) -> None:
-        self.cancel(timer)
-        timer.deadline = deadline
-        timer.entry = entry = _Entry(timer)
-        heapq.heappush(self._heap, (deadline, next(self._seq), entry))
-
-    def cancel(self, timer: _Timer) -> None:
-        timer.deadline = None
-        entry = timer.entry
-        if entry is not None:
-            timer.entry = entry.timer = None
-            self._empty += 1
-            if self._empty > 64 and self._empty * 2 > len(self._heap):
-                self._heap = [item for item in self._heap if item[2].timer is not None]
-                heapq.heapify(self._heap)
-                self._empty = 0
-
-    def _pop_empty(self) -> None:
-        heap = self._heap
-        while heap and heap[0][2].timer is None:
-            heapq.heappop(heap)
-            self._empty -= 1
-
-    def next_deadline(self) -> float | None:
-        self._pop_empty()
-        heap = self._heap
-        return heap[0][0] if heap else None
-
-    def fire(self, now: float) -> None:
-        while True:
-            self._pop_empty()
-            heap = self._heap  # a callback's cancel() may have compacted it
-            if not heap or heap[0][0] > now:
-                return
-            timer = heapq.heappop(heap)[2].timer
-            assert timer is not None
-            timer.deadline = None
-            timer.entry = None
-            timer.callback(now)
-
-    def __len__(self) -> int:
-        """Entries in the heap, the emptied ones included (for tests of the bound)."""
-        return len(self._heap)
-
-
-@attrs.define(eq=False, repr=False)
-class Push:
-    """One request that expects a reply: a user push, a join or a leave.
-
-    ``ref`` is the ref of the frame currently awaiting a reply (``None`` while buffered);
-    a push gets a fresh ref each time it is sent. ``context`` belongs to the I/O layer.
-    """
-
-    channel: ChannelCore
-    kind: PushKind
-    event: str
-    payload: Any
-    timer: _Timer
-    ref: str | None = None
-    done: bool = False
-    context: Any = None
-
-    def __repr__(self) -> str:
-        return f"<Push {self.kind.value} {self.event!r} on {self.channel.topic!r} ref={self.ref}>"
-
-
-@attrs.define(eq=False, repr=False)
-class ChannelCore:
-    """The protocol state of one channel (one topic, one join at a time)."""
-
-    topic: str
-    params: Any
-    timeout: float | None
-    rejoin_backoff: Backoff
-    rejoin_timer: _Timer
-    state: ChannelState = ChannelState.CLOSED
-    join_ref: str | None = None
-    join_push: Push | None = None
-    leave_push: Push | None = None
-    join_called: bool = False
-    joined_once: bool = False
-    close_reason: str | None = None
-    buffer: list[Push] = attrs.Factory(list)
-    pending: dict[str, Push] = attrs.Factory(dict)
-    context: Any = None
-
-    def __repr__(self) -> str:
-        return f"<ChannelCore {self.topic!r} {self.state.value} join_ref={self.join_ref}>"
 
 
 @attrs.frozen(kw_only=True)
@@ -259,27 +103,7 @@ class CoreStatistics:
     disconnects: int
 
 
-@attrs.define(eq=False)
-class _Counters:
-    frames_received: int = 0
-    frames_sent: int = 0
-    malformed_frames: int = 0
-    dropped_messages: int = 0
-    heartbeats_sent: int = 0
-    heartbeat_timeouts: int = 0
-    connects: int = 0
-    disconnects: int = 0
-
-
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is not None and not timeout >= 0:
-        raise LocalProtocolError(
-            f"timeout must be a non-negative number of seconds or None, got {timeout!r}"
-        )
-    return timeout
-
-
-class SocketCore:
+class SocketCore(ChannelRules):
     """The protocol state of one Phoenix socket, across all its connections.
 
     Args:
@@ -309,7 +133,7 @@ class SocketCore:
                 f"heartbeat_interval must be positive or None, got {heartbeat_interval!r}"
             )
         self.serializer: Serializer = serializer if serializer is not None else V2JSONSerializer()
-        self.timeout = _check_timeout(timeout)
+        self.timeout = check_timeout(timeout)
         self.heartbeat_interval = heartbeat_interval
         self.rejoin_after = rejoin_after
         self.reconnect_on_clean_close = reconnect_on_clean_close
@@ -318,18 +142,18 @@ class SocketCore:
         self._channels: dict[str, ChannelCore] = {}
         self._outbox: list[Frame] = []
         self._events: list[Event] = []
-        self._timers = _TimerQueue()
+        self._timers = TimerQueue()
         self._reconnect_after = reconnect_after
         self._reconnect_tries = 0
         self._opened_at: float | None = None
-        self._reconnect_timer = _Timer(self._reconnect_due)
-        self._heartbeat_timer = _Timer(self._heartbeat_tick)
+        self._reconnect_timer = Timer(self._reconnect_due)
+        self._heartbeat_timer = Timer(self._heartbeat_tick)
         self._heartbeat_ref: str | None = None
         self._pings: dict[str, float] = {}
         # Topic -> join ref of a channel whose leave Phoenix acknowledged: the phx_close it
         # sends next is expected, not a dropped message.
         self._left: dict[str, str | None] = {}
-        self._counters = _Counters()
+        self._counters = Counters()
 
     # -- introspection -------------------------------------------------------------------
 
@@ -391,11 +215,6 @@ class SocketCore:
     def handle_timers(self, now: float) -> None:
         """Run every timer whose deadline is at or before ``now``."""
         self._timers.fire(now)
-
-    def make_ref(self) -> str:
-        """Allocate the next ref: decimal strings from one counter, as phoenix.js does."""
-        self._ref += 1
-        return str(self._ref)
 
     # -- connection lifecycle ------------------------------------------------------------
 
@@ -547,175 +366,6 @@ class SocketCore:
         """Forget a ping whose caller gave up: its reply, if any, is ignored."""
         self._pings.pop(ref, None)
 
-    # -- channel commands ----------------------------------------------------------------
-
-    def channel(
-        self, topic: str, params: Any = None, *, timeout: float | _Unset | None = _UNSET
-    ) -> ChannelCore:
-        """Create a channel for ``topic``; it is registered with the socket when joined."""
-        if not isinstance(topic, str):
-            raise LocalProtocolError(f"topic must be a string, got {type(topic).__name__}")
-        channel_timeout = self.timeout if timeout is _UNSET else _check_timeout(timeout)
-        channel = ChannelCore(
-            topic=topic,
-            params={} if params is None else params,
-            timeout=channel_timeout,
-            rejoin_backoff=Backoff(self.rejoin_after),
-            rejoin_timer=_Timer(lambda now: None),
-        )
-        channel.rejoin_timer.callback = lambda now: self._rejoin_due(channel, now)
-        return channel
-
-    def join(self, channel: ChannelCore, now: float) -> Push:
-        """Join ``channel``: sent now if connected, else as soon as the connection opens.
-
-        Raises:
-            LocalProtocolError: the channel was already joined once, or another channel
-                holds the topic.
-            EncodeError: the join params cannot be encoded.
-            SocketClosed: the socket is closed.
-        """
-        topic = channel.topic
-        if channel.join_called:
-            raise LocalProtocolError(
-                f"tried to join {topic!r} multiple times; a channel can be joined once, "
-                "create a new one with socket.channel()"
-            )
-        if self._state is ConnectionState.CLOSED:
-            raise SocketClosed("the socket is closed")
-        other = self._channels.get(topic)
-        if other is not None and other.state is not ChannelState.LEAVING:
-            raise LocalProtocolError(
-                f"topic {topic!r} already has a {other.state.value} channel on this socket; "
-                "leave it before joining the topic again"
-            )
-        self.serializer.encode(
-            Message(join_ref="0", ref="0", topic=topic, event=PHX_JOIN, payload=channel.params)
-        )
-        if other is not None:  # still leaving: stop waiting for its leave reply
-            self._end_channel(other, ChannelEvent.LEAVE_DONE, "left")
-        channel.state = next_state(channel.state, ChannelEvent.JOIN)
-        channel.join_called = True
-        self._channels[topic] = channel
-        push = self._new_push(channel, PushKind.JOIN, PHX_JOIN, channel.params)
-        channel.join_push = push
-        if channel.timeout is not None:
-            self._timers.schedule(push.timer, now + channel.timeout)
-        if self._state is ConnectionState.CONNECTED:
-            self._send_join(channel, now)
-        return push
-
-    def leave(self, channel: ChannelCore, now: float) -> Push | None:
-        """Leave ``channel``. Returns the leave push whose reply closes the channel, or
-        ``None`` when nothing had to be sent and the channel closed at once."""
-        state = channel.state
-        if state is ChannelState.CLOSED:
-            return None
-        if state is ChannelState.LEAVING:
-            return channel.leave_push
-        self._timers.cancel(channel.rejoin_timer)
-        join_push = channel.join_push
-        assert join_push is not None  # a channel that is not closed was joined
-        # A join still in flight is abandoned (its reply will be ignored), but its join ref
-        # stays: the server may have processed it, and the leave must name it.
-        self._timers.cancel(join_push.timer)
-        if join_push.ref is not None:
-            channel.pending.pop(join_push.ref, None)
-        channel.state = next_state(state, ChannelEvent.LEAVE)
-        if self._state is not ConnectionState.CONNECTED or channel.join_ref is None:
-            self._end_channel(channel, ChannelEvent.LEAVE_DONE, "left")
-            return None
-        push = self._new_push(channel, PushKind.LEAVE, PHX_LEAVE, {})
-        channel.leave_push = push
-        ref = self.make_ref()
-        push.ref = ref
-        channel.pending[ref] = push
-        if channel.timeout is not None:
-            self._timers.schedule(push.timer, now + channel.timeout)
-        self._send(
-            Message(
-                join_ref=channel.join_ref,
-                ref=ref,
-                topic=channel.topic,
-                event=PHX_LEAVE,
-                payload={},
-            )
-        )
-        return push
-
-    def push(
-        self,
-        channel: ChannelCore,
-        event: str,
-        payload: Any,
-        now: float,
-        *,
-        timeout: float | _Unset | None = _UNSET,
-    ) -> Push:
-        """Push ``event`` on ``channel``: sent now if joined and connected, else buffered with
-        its timeout running, and sent with a fresh ref after the (re)join.
-
-        Raises:
-            LocalProtocolError: the channel was never joined, or ``event`` is reserved.
-            ChannelClosed: the channel was left or closed.
-            SocketClosed: the socket is closed.
-            EncodeError: the payload cannot be encoded.
-        """
-        topic = channel.topic
-        if not channel.join_called:
-            raise LocalProtocolError(
-                f"tried to push {event!r} to {topic!r} before joining; "
-                "join the channel first (await channel.join() or async with channel)"
-            )
-        if self._state is ConnectionState.CLOSED:
-            raise SocketClosed("the socket is closed")
-        if channel.state is ChannelState.CLOSED or channel.state is ChannelState.LEAVING:
-            raise ChannelClosed(topic, channel.close_reason or "left")
-        if not isinstance(event, str):
-            raise LocalProtocolError(f"event must be a string, got {type(event).__name__}")
-        if event in RESERVED_EVENTS:
-            raise LocalProtocolError(f"{event!r} is reserved by the Phoenix protocol")
-        push_timeout = channel.timeout if timeout is _UNSET else _check_timeout(timeout)
-        push = self._new_push(channel, PushKind.USER, event, payload)
-        if self._state is ConnectionState.CONNECTED and channel.state is ChannelState.JOINED:
-            ref = self.make_ref()
-            self._outbox.append(
-                self.serializer.encode(
-                    Message(
-                        join_ref=channel.join_ref,
-                        ref=ref,
-                        topic=topic,
-                        event=event,
-                        payload=payload,
-                    )
-                )
-            )
-            self._counters.frames_sent += 1
-            push.ref = ref
-            channel.pending[ref] = push
-        else:
-            self.serializer.encode(
-                Message(join_ref="0", ref="0", topic=topic, event=event, payload=payload)
-            )
-            channel.buffer.append(push)
-        if push_timeout is not None:
-            self._timers.schedule(push.timer, now + push_timeout)
-        return push
-
-    def cancel_push(self, push: Push) -> None:
-        """Forget a user push whose caller gave up (cancelled): no event will follow.
-
-        A push already written stays written; its reply, if any, is ignored.
-        """
-        if push.done or push.kind is not PushKind.USER:
-            return
-        self._finish(push)
-        channel = push.channel
-        if push.ref is None:
-            channel.buffer.remove(push)
-        else:
-            del channel.pending[push.ref]
-
     # -- incoming frames -----------------------------------------------------------------
 
     def receive(self, frame: Frame, now: float) -> None:
@@ -776,223 +426,3 @@ class SocketCore:
             del self._left[topic]
             return True
         return False
-
-    def _drop(self, reason: str, message: Message) -> None:
-        self._counters.dropped_messages += 1
-        self._events.append(FrameDropped(reason, message))
-
-    def _on_reply(self, channel: ChannelCore, message: Message, now: float) -> None:
-        payload = message.payload
-        status = payload.get("status") if type(payload) is dict else None
-        if type(status) is not str:
-            self._drop("bad_reply", message)
-            return
-        push = channel.pending.pop(message.ref, None) if message.ref is not None else None
-        if push is None:
-            self._drop("unknown_ref", message)
-            return
-        self._timers.cancel(push.timer)
-        response = payload.get("response")
-        if push.kind is PushKind.USER:
-            self._finish(push)
-            self._events.append(PushReplied(push, status, response))
-        elif push.kind is PushKind.JOIN:
-            self._on_join_reply(channel, status, response, now)
-        else:
-            self._left[channel.topic] = channel.join_ref
-            self._end_channel(channel, ChannelEvent.LEAVE_DONE, "left")
-
-    def _on_join_reply(self, channel: ChannelCore, status: str, response: Any, now: float) -> None:
-        first = not channel.joined_once
-        if status == "ok":
-            channel.state = next_state(channel.state, ChannelEvent.JOIN_OK)
-            channel.joined_once = True
-            channel.rejoin_backoff.reset()
-            self._events.append(ChannelJoined(channel, response, first))
-            self._flush_buffer(channel)
-            return
-        channel.state = next_state(channel.state, ChannelEvent.JOIN_ERROR)
-        self._events.append(JoinFailed(channel, status, response, first))
-        if first:
-            self._end_channel(channel, ChannelEvent.CLOSE, "join_failed", payload=response)
-        else:
-            self._schedule_rejoin(channel, now)
-
-    def _on_server_error(self, channel: ChannelCore, message: Message, now: float) -> None:
-        state = channel.state
-        if state is ChannelState.LEAVING:
-            self._end_channel(channel, ChannelEvent.ERROR, "left", payload=message.payload)
-        elif state is ChannelState.ERRORED:
-            self._drop("already_errored", message)
-        else:
-            self._error_channel(channel, message.payload, now, rejoin=True)
-
-    # -- channel internals ---------------------------------------------------------------
-
-    def _new_push(self, channel: ChannelCore, kind: PushKind, event: str, payload: Any) -> Push:
-        push = Push(
-            channel=channel,
-            kind=kind,
-            event=event,
-            payload=payload,
-            timer=_Timer(lambda now: None),
-        )
-        push.timer.callback = lambda now: self._push_timed_out(push, now)
-        return push
-
-    def _finish(self, push: Push) -> None:
-        """A user push is done: stop its timer, and drop the timer's reference back to the
-        push, so the push (with its payload) is freed as soon as its caller lets go."""
-        push.done = True
-        self._timers.cancel(push.timer)
-        push.timer.callback = _no_timer
-
-    def _send(self, message: Message) -> None:
-        self._outbox.append(self.serializer.encode(message))
-        self._counters.frames_sent += 1
-
-    def _send_join(self, channel: ChannelCore, now: float) -> None:
-        push = channel.join_push
-        assert push is not None
-        ref = self.make_ref()
-        push.ref = ref
-        channel.join_ref = ref
-        channel.pending[ref] = push
-        if channel.joined_once and channel.timeout is not None:
-            self._timers.schedule(push.timer, now + channel.timeout)
-        self._send(
-            Message(
-                join_ref=ref, ref=ref, topic=channel.topic, event=PHX_JOIN, payload=channel.params
-            )
-        )
-
-    def _reset_join_push(self, channel: ChannelCore, *, keep_deadline: bool) -> None:
-        """Forget the join in flight: its reply, if it ever comes, will be ignored."""
-        push = channel.join_push
-        assert push is not None
-        if push.ref is not None:
-            channel.pending.pop(push.ref, None)
-            push.ref = None
-        channel.join_ref = None
-        if not keep_deadline:
-            self._timers.cancel(push.timer)
-
-    def _flush_buffer(self, channel: ChannelCore) -> None:
-        buffer, channel.buffer = channel.buffer, []
-        for push in buffer:
-            ref = self.make_ref()
-            try:
-                frame = self.serializer.encode(
-                    Message(
-                        join_ref=channel.join_ref,
-                        ref=ref,
-                        topic=channel.topic,
-                        event=push.event,
-                        payload=push.payload,
-                    )
-                )
-            except EncodeError as exc:  # the payload was changed after it was accepted
-                self._finish(push)
-                self._events.append(PushFailed(push, "encode_error", exc))
-                continue
-            push.ref = ref
-            channel.pending[ref] = push
-            self._outbox.append(frame)
-            self._counters.frames_sent += 1
-
-    def _fail_pending(self, channel: ChannelCore, reason: str, detail: Any) -> None:
-        pending = channel.pending
-        for push in list(pending.values()):
-            if push.kind is PushKind.USER:
-                del pending[push.ref]  # type: ignore[arg-type]
-                self._finish(push)
-                self._events.append(PushFailed(push, reason, detail))
-
-    def _error_channel(
-        self, channel: ChannelCore, payload: Any, now: float, *, rejoin: bool
-    ) -> None:
-        if channel.state is ChannelState.JOINING:
-            self._reset_join_push(channel, keep_deadline=not channel.joined_once)
-        channel.state = next_state(channel.state, ChannelEvent.ERROR)
-        self._fail_pending(channel, "reply_lost", payload)
-        self._events.append(ChannelErrored(channel, payload))
-        if rejoin:
-            self._schedule_rejoin(channel, now)
-
-    def _schedule_rejoin(self, channel: ChannelCore, now: float) -> None:
-        backoff = channel.rejoin_backoff
-        delay = backoff.next_delay()
-        self._timers.schedule(channel.rejoin_timer, now + delay)
-        self._events.append(RejoinScheduled(channel, delay, backoff.tries + 1))
-
-    def _rejoin_due(self, channel: ChannelCore, now: float) -> None:
-        channel.rejoin_backoff.fired()
-        if self._state is ConnectionState.CONNECTED and channel.state is ChannelState.ERRORED:
-            channel.state = next_state(channel.state, ChannelEvent.REJOIN)
-            self._send_join(channel, now)
-
-    def _push_timed_out(self, push: Push, now: float) -> None:
-        channel = push.channel
-        if push.kind is PushKind.USER:
-            self._finish(push)
-            if push.ref is None:
-                channel.buffer.remove(push)
-            else:
-                del channel.pending[push.ref]
-            self._events.append(PushTimedOut(push))
-        elif push.kind is PushKind.JOIN:
-            self._join_timed_out(channel, now)
-        else:
-            channel.pending.pop(push.ref, None)  # type: ignore[arg-type]
-            self._end_channel(channel, ChannelEvent.LEAVE_DONE, "left")
-
-    def _join_timed_out(self, channel: ChannelCore, now: float) -> None:
-        join_ref = channel.join_ref
-        if join_ref is not None:
-            # Tell the server to drop a join it may still be processing (phoenix.js does too);
-            # its reply carries the old join ref and is dropped as stale.
-            self._reset_join_push(channel, keep_deadline=False)
-            self._send(
-                Message(
-                    join_ref=join_ref,
-                    ref=self.make_ref(),
-                    topic=channel.topic,
-                    event=PHX_LEAVE,
-                    payload={},
-                )
-            )
-        if not channel.joined_once:
-            self._end_channel(channel, ChannelEvent.CLOSE, "join_timeout")
-            return
-        channel.state = next_state(channel.state, ChannelEvent.JOIN_TIMEOUT)
-        self._events.append(
-            ChannelErrored(channel, {"source": "client", "reason": "join_timeout"})
-        )
-        self._schedule_rejoin(channel, now)
-
-    def _end_channel(
-        self,
-        channel: ChannelCore,
-        event: ChannelEvent,
-        reason: str,
-        *,
-        payload: Any = None,
-        failure: str = "channel_closed",
-    ) -> None:
-        channel.state = next_state(channel.state, event)
-        channel.close_reason = reason
-        # next_state() let only a live channel through, and a live channel is the one
-        # registered for its topic.
-        removed = self._channels.pop(channel.topic)
-        assert removed is channel
-        self._timers.cancel(channel.rejoin_timer)
-        for push in (channel.join_push, channel.leave_push):
-            if push is not None:
-                self._timers.cancel(push.timer)
-        self._fail_pending(channel, failure, reason)
-        channel.pending.clear()
-        buffer, channel.buffer = channel.buffer, []
-        for push in buffer:
-            self._finish(push)
-            self._events.append(PushFailed(push, failure, reason))
-        self._events.append(ChannelEnded(channel, reason, payload))

@@ -14,7 +14,7 @@ import attrs
 from ._message import Message
 
 if TYPE_CHECKING:
-    from ._core import ChannelCore, Push
+    from ._channel_core import ChannelCore, Push
 
 __all__ = [
     "ChannelEnded",
