@@ -187,21 +187,21 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize("interval", [0, -1.0, float("nan")])
 def test_bad_heartbeat_interval(interval: float) -> None:
-    with pytest.raises(LocalProtocolError, match="heartbeat_interval must be positive or None"):
+    with pytest.raises(ValueError, match="heartbeat_interval must be positive or None"):
         SocketCore(heartbeat_interval=interval)
 
 
 @pytest.mark.parametrize("timeout", [-0.001, float("nan")])
 def test_bad_timeouts(timeout: float) -> None:
-    with pytest.raises(LocalProtocolError, match="timeout must be a non-negative number"):
+    with pytest.raises(ValueError, match="timeout must be a non-negative number"):
         SocketCore(timeout=timeout)
     core = new_core()
-    with pytest.raises(LocalProtocolError, match="timeout must be a non-negative number"):
+    with pytest.raises(ValueError, match="timeout must be a non-negative number"):
         core.channel(TOPIC, timeout=timeout)
 
 
 def test_channel_needs_a_string_topic() -> None:
-    with pytest.raises(LocalProtocolError, match="topic must be a string, got int"):
+    with pytest.raises(TypeError, match="topic must be a string, got int"):
         new_core().channel(1)  # type: ignore[arg-type]
 
 
@@ -1275,13 +1275,13 @@ def test_push_misuse_raises_before_sending() -> None:
     sent(core)
     before = stats(core)
     for channel in (joined, joining):
-        with pytest.raises(LocalProtocolError, match="event must be a string, got int"):
+        with pytest.raises(TypeError, match="event must be a string, got int"):
             core.push(channel, 5, {}, 0)  # type: ignore[arg-type]
         with pytest.raises(EncodeError, match="not JSON-serializable"):
             core.push(channel, "x", {"x": {1, 2}}, 0)
         with pytest.raises(EncodeError, match="unable to convert event to binary"):
             core.push(channel, "e" * 256, b"data", 0)
-        with pytest.raises(LocalProtocolError, match="timeout must be a non-negative number"):
+        with pytest.raises(ValueError, match="timeout must be a non-negative number"):
             core.push(channel, "x", {}, 0, timeout=-1)
     assert core.data_to_send() == []
     assert core.events() == []

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from trio_phoenix.proto._errors import LocalProtocolError, RemoteProtocolError
+from trio_phoenix.proto._errors import RemoteProtocolError
 from trio_phoenix.proto._presence import (
     OnJoin,
     OnLeave,
@@ -692,9 +692,9 @@ def test_malformed_state_is_rejected_without_changes(payload: Any, message: str)
     assert snapshot(view) == before
     with pytest.raises(RemoteProtocolError, match=message.replace("presence state", "new.*")):
         sync_state({}, payload)
-    with pytest.raises(LocalProtocolError, match=message):
+    with pytest.raises(ValueError, match=message):
         sync_state(payload, {})
-    with pytest.raises(LocalProtocolError, match=message):
+    with pytest.raises(ValueError, match=message):
         sync_diff(payload, {"joins": {}, "leaves": {}})
 
 

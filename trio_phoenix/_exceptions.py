@@ -3,6 +3,17 @@
 The classes that need no Trio live in ``trio_phoenix.proto`` and are re-exported here; the
 timeouts subclass ``trio.TooSlowError`` too, so code that already handles Trio timeouts keeps
 working. Every exception passes all its arguments to ``super().__init__``: they copy and pickle.
+
+Which exception, by the trio convention:
+
+- A bad argument *value* or *type* is a ``ValueError`` or ``TypeError`` whose message names
+  the argument and says what to pass (``timeout=-1``, a topic that is not a string). Where the
+  library has a finer class it derives from both: ``EncodeError``, ``InvalidURL`` and
+  ``InvalidHeader`` are value errors, ``InvalidParams`` a type error.
+- Misuse of *state* is ``LocalProtocolError``: pushing on a channel never joined, joining
+  twice, a topic another live channel holds, an event name the protocol reserves.
+- A closed channel or socket is ``ChannelClosed`` / ``SocketClosed``; what the server or the
+  network did is the rest of the ``PhoenixError`` tree (``JoinError``, ``PushTimeout``, ...).
 """
 
 from __future__ import annotations

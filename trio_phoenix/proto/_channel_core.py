@@ -134,7 +134,7 @@ class Counters:
 
 def check_timeout(timeout: float | None) -> float | None:
     if timeout is not None and not timeout >= 0:
-        raise LocalProtocolError(
+        raise ValueError(
             f"timeout must be a non-negative number of seconds or None, got {timeout!r}"
         )
     return timeout
@@ -169,7 +169,7 @@ class ChannelRules:
     ) -> ChannelCore:
         """Create a channel for ``topic``; it is registered with the socket when joined."""
         if not isinstance(topic, str):
-            raise LocalProtocolError(f"topic must be a string, got {type(topic).__name__}")
+            raise TypeError(f"topic must be a string, got {type(topic).__name__}")
         channel_timeout = self.timeout if timeout is UNSET else check_timeout(timeout)
         channel = ChannelCore(
             topic=topic,
@@ -287,7 +287,7 @@ class ChannelRules:
         if channel.state is ChannelState.CLOSED or channel.state is ChannelState.LEAVING:
             raise ChannelClosed(topic, channel.close_reason or "left")
         if not isinstance(event, str):
-            raise LocalProtocolError(f"event must be a string, got {type(event).__name__}")
+            raise TypeError(f"event must be a string, got {type(event).__name__}")
         if event in RESERVED_EVENTS:
             raise LocalProtocolError(f"{event!r} is reserved by the Phoenix protocol")
         push_timeout = channel.timeout if timeout is UNSET else check_timeout(timeout)

@@ -129,7 +129,7 @@ class SocketCore(ChannelRules):
         reconnect_on_clean_close: bool = True,
     ) -> None:
         if heartbeat_interval is not None and not heartbeat_interval > 0:
-            raise LocalProtocolError(
+            raise ValueError(
                 f"heartbeat_interval must be positive or None, got {heartbeat_interval!r}"
             )
         self.serializer: Serializer = serializer if serializer is not None else V2JSONSerializer()

@@ -37,8 +37,8 @@ an object, ``metas`` not a list, a meta without a string ``phx_ref``, a diff wit
 ``leaves``) raises ``RemoteProtocolError`` before anything changes, where phoenix.js would throw
 a ``TypeError`` half-way through. ``phx_ref`` must be a string: phoenix.js compares refs with
 ``===``, and Python's ``1 == 1.0 == True`` must not make two refs equal that JavaScript keeps
-apart. A malformed *state argument* of the static functions is the caller's fault:
-``LocalProtocolError``.
+apart. A malformed *state argument* of the static functions is the caller's fault: a bad
+argument value, so ``ValueError``.
 
 Rule 5 - no I/O, no clocks, no Trio. The Trio layer feeds ``presence_state`` / ``presence_diff``
 payloads (under whatever event names it was configured with) and the channel's current join ref
@@ -53,7 +53,7 @@ from typing import Any, Final, TypeAlias, TypeVar, overload
 
 import attrs
 
-from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._errors import RemoteProtocolError
 from ._limits import MAX_NESTING, check_nesting, is_array_index
 from ._readonly import thaw as _clone  # phoenix.js clones with JSON.parse(JSON.stringify())
 
@@ -144,7 +144,7 @@ def _describe(value: object) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _check_presences(value: object, what: str, error: type[ProtocolError]) -> PresenceState:
+def _check_presences(value: object, what: str, error: type[Exception]) -> PresenceState:
     """Check that ``value`` is presence-state shaped; raise ``error`` naming the bad part."""
     if not isinstance(value, dict):
         raise error(f"{what} must be an object, got {_describe(value)}")
@@ -283,9 +283,9 @@ def sync_state(
 
     Raises:
         RemoteProtocolError: ``new_state`` is malformed.
-        LocalProtocolError: ``state`` is malformed.
+        ValueError: ``state`` is malformed.
     """
-    current = _check_presences(state, "presence state", LocalProtocolError)
+    current = _check_presences(state, "presence state", ValueError)
     incoming = _check_presences(new_state, "new presence state", RemoteProtocolError)
     return _js_ordered(_sync_state(current, incoming, on_join, on_leave))
 
@@ -315,9 +315,9 @@ def sync_diff(
 
     Raises:
         RemoteProtocolError: ``diff`` is malformed.
-        LocalProtocolError: ``state`` is malformed.
+        ValueError: ``state`` is malformed.
     """
-    current = _check_presences(state, "presence state", LocalProtocolError)
+    current = _check_presences(state, "presence state", ValueError)
     joins, leaves = _check_diff(diff)
     result: PresenceState = _clone(current)
     _apply_diff(result, joins, leaves, on_join, on_leave)
