@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import attrs
 
-from ._errors import InvalidHeader, ProtocolError, RemoteProtocolError
+from ._errors import InvalidHeader, RemoteProtocolError
 
 __all__ = [
     "MAX_NESTING",
@@ -58,7 +58,7 @@ def is_array_index(key: str, maximum: int) -> bool:
 
 
 def check_nesting(
-    value: object, limit: int, what: str, error: type[ProtocolError] = RemoteProtocolError
+    value: object, limit: int, what: str, error: type[Exception] = RemoteProtocolError
 ) -> None:
     """Raise ``error`` if ``value`` nests lists and dicts deeper than ``limit``.
 
