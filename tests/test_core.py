@@ -26,8 +26,6 @@ from trio_phoenix.proto import (
     ChannelJoined,
     ChannelState,
     CloseTransport,
-    ConnectionState,
-    CoreStatistics,
     EncodeError,
     Event,
     FrameDropped,
@@ -50,6 +48,8 @@ from trio_phoenix.proto import (
     Serializer,
     SocketClosed,
     SocketCore,
+    SocketState,
+    SocketStatistics,
     V1JSONSerializer,
     V2JSONSerializer,
     phoenix_reconnect_after,
@@ -121,21 +121,21 @@ def join_ok(
     (join,) = sent(core)
     assert join.event == "phx_join"
     core.receive(reply(join.ref, join.ref, topic), now)
-    assert core.events() == [ChannelJoined(channel, {}, True)]
+    assert core.events() == [ChannelJoined(channel.topic, {}, False, channel=channel)]
     assert state(channel) is ChannelState.JOINED
     return channel
 
 
-def stats(core: SocketCore) -> CoreStatistics:
+def stats(core: SocketCore) -> SocketStatistics:
     return core.statistics()
 
 
 # Read state through calls, so that mypy does not narrow it across the calls that change it.
 @overload
-def state(obj: SocketCore) -> ConnectionState: ...
+def state(obj: SocketCore) -> SocketState: ...
 @overload
 def state(obj: ChannelCore) -> ChannelState: ...
-def state(obj: SocketCore | ChannelCore) -> ConnectionState | ChannelState:
+def state(obj: SocketCore | ChannelCore) -> SocketState | ChannelState:
     return obj.state
 
 
@@ -163,14 +163,14 @@ def test_defaults() -> None:
     assert core.reconnect_on_clean_close is True
     assert isinstance(core.serializer, V2JSONSerializer)
     assert core.serializer.role == "client"
-    assert state(core) is ConnectionState.IDLE
+    assert state(core) is SocketState.IDLE
     assert not connected(core)
     assert core.channels() == []
     assert core.next_deadline() is None
     assert core.data_to_send() == []
     assert core.events() == []
-    assert stats(core) == CoreStatistics(
-        state=ConnectionState.IDLE,
+    assert stats(core) == SocketStatistics(
+        state=SocketState.IDLE,
         channels=0,
         pending_replies=0,
         buffered_pushes=0,
@@ -217,7 +217,7 @@ def test_channel_defaults() -> None:
     assert core.channel(TOPIC, {"a": 1}, timeout=0).params == {"a": 1}
     # A channel is registered with the socket only when joined.
     assert core.channels() == []
-    assert repr(channel) == "<ChannelCore 'room:1' closed join_ref=None>"
+    assert repr(channel) == "<trio_phoenix.proto.ChannelCore 'room:1' closed join_ref=None>"
 
 
 def test_make_ref_counts_from_one() -> None:
@@ -245,14 +245,14 @@ def test_data_and_events_are_taken_once() -> None:
 def test_connect_open_lose() -> None:
     core = new_core()
     core.connection_started(0)
-    assert state(core) is ConnectionState.CONNECTING
+    assert state(core) is SocketState.CONNECTING
     assert not connected(core)
     core.connection_opened(1)
-    assert state(core) is ConnectionState.CONNECTED
+    assert state(core) is SocketState.CONNECTED
     assert connected(core)
     assert stats(core).connects == 1
     core.connection_lost(2, 1006)
-    assert state(core) is ConnectionState.WAITING
+    assert state(core) is SocketState.WAITING
     assert core.events() == [ReconnectScheduled(0.01, 1)]
     assert core.next_deadline() == 2.01
     assert stats(core).disconnects == 1
@@ -280,14 +280,14 @@ def test_lifecycle_misuse() -> None:
 def test_connection_lost_is_ignored_unless_connected() -> None:
     core = new_core()
     core.connection_lost(0, 1006)
-    assert state(core) is ConnectionState.IDLE
+    assert state(core) is SocketState.IDLE
     core.connection_started(0)
     core.connection_lost(0, 1006)
-    assert state(core) is ConnectionState.CONNECTING
+    assert state(core) is SocketState.CONNECTING
     core.connection_failed(0)
     core.events()
     core.connection_lost(0, 1006)
-    assert state(core) is ConnectionState.WAITING
+    assert state(core) is SocketState.WAITING
     assert core.events() == []
     assert stats(core).disconnects == 0
 
@@ -299,7 +299,7 @@ def test_reconnect_backoff_across_repeated_failures_and_reset_after_a_stable_con
     delays = []
     for attempt in range(1, 13):
         core.connection_failed(now)
-        assert state(core) is ConnectionState.WAITING
+        assert state(core) is SocketState.WAITING
         (event,) = core.events()
         assert isinstance(event, ReconnectScheduled)
         assert event.attempt == attempt
@@ -311,7 +311,7 @@ def test_reconnect_backoff_across_repeated_failures_and_reset_after_a_stable_con
         now = deadline
         core.handle_timers(now)
         assert core.events() == [ReconnectDue()]
-        assert state(core) is ConnectionState.WAITING
+        assert state(core) is SocketState.WAITING
         assert core.next_deadline() is None
         core.connection_started(now)
     assert delays == [10, 50, 100, 150, 200, 250, 500, 1000, 2000, 5000, 5000, 5000]
@@ -346,7 +346,7 @@ def test_connecting_early_cancels_the_reconnect_timer() -> None:
 def test_reconnect_on_any_close_by_default(code: int | None) -> None:
     core = connected_core()
     core.connection_lost(5, code)
-    assert state(core) is ConnectionState.WAITING
+    assert state(core) is SocketState.WAITING
     assert core.events() == [ReconnectScheduled(0.01, 1)]
 
 
@@ -354,8 +354,8 @@ def test_no_reconnect_on_clean_close_when_asked() -> None:
     core = connected_core(reconnect_on_clean_close=False)
     channel = join_ok(core)
     core.connection_lost(5, 1000)
-    assert state(core) is ConnectionState.DISCONNECTED
-    assert core.events() == [ChannelErrored(channel, TRANSPORT_CLOSED)]
+    assert state(core) is SocketState.DISCONNECTED
+    assert core.events() == [ChannelErrored(channel.topic, TRANSPORT_CLOSED, channel=channel)]
     assert core.next_deadline() is None
     # The application may still connect again; the channel rejoins then.
     connect(core, 6)
@@ -387,14 +387,14 @@ def test_reconnect_after_none_gives_up() -> None:
     core.connection_started(2)
     core.connection_failed(2)
     assert core.events() == [ReconnectDue()]
-    assert state(core) is ConnectionState.DISCONNECTED
+    assert state(core) is SocketState.DISCONNECTED
     assert core.next_deadline() is None
     assert calls == [1, 2, 3]
     # The application may try again by hand; a stable connection resets the attempts.
     core.connection_started(3)
     core.connection_opened(3)
     core.connection_lost(3 + STABLE_CONNECTION)
-    assert state(core) is ConnectionState.WAITING
+    assert state(core) is SocketState.WAITING
     assert core.events() == [ReconnectScheduled(1.0, 1)]
     assert calls == [1, 2, 3, 1]
 
@@ -403,8 +403,8 @@ def test_reconnect_after_none_gives_up_on_a_lost_connection() -> None:
     core = connected_core(reconnect_after=lambda attempt: None)
     channel = join_ok(core)
     core.connection_lost(1, 1006)
-    assert state(core) is ConnectionState.DISCONNECTED
-    assert core.events() == [ChannelErrored(channel, TRANSPORT_CLOSED)]
+    assert state(core) is SocketState.DISCONNECTED
+    assert core.events() == [ChannelErrored(channel.topic, TRANSPORT_CLOSED, channel=channel)]
     assert core.next_deadline() is None
 
 
@@ -495,10 +495,10 @@ def test_missed_heartbeat_closes_at_two_intervals() -> None:
         CloseTransport(1000, "heartbeat timeout"),
         PingLost(ping),
         PushFailed(push, "reply_lost", TRANSPORT_HEARTBEAT),
-        ChannelErrored(channel, TRANSPORT_HEARTBEAT),
+        ChannelErrored(channel.topic, TRANSPORT_HEARTBEAT, channel=channel),
         ReconnectScheduled(0.01, 1),
     ]
-    assert state(core) is ConnectionState.WAITING
+    assert state(core) is SocketState.WAITING
     assert state(channel) is ChannelState.ERRORED
     assert stats(core).heartbeat_timeouts == 1
     assert stats(core).disconnects == 1
@@ -577,13 +577,15 @@ def test_join_ok() -> None:
     assert push.kind is PushKind.JOIN
     assert push.event == "phx_join"
     assert push.ref == "1"
-    assert repr(push) == "<Push join 'phx_join' on 'room:1' ref=1>"
+    assert repr(push) == "<trio_phoenix.proto.Push join 'phx_join' on 'room:1' ref=1>"
     assert state(channel) is ChannelState.JOINING
     assert core.channels() == [channel]
     assert stats(core).pending_replies == 1
     assert core.next_deadline() == 10.0
     core.receive(reply("1", "1", response={"welcome": True}), 1)
-    assert core.events() == [ChannelJoined(channel, {"welcome": True}, True)]
+    assert core.events() == [
+        ChannelJoined(channel.topic, {"welcome": True}, False, channel=channel)
+    ]
     assert state(channel) is ChannelState.JOINED
     assert channel.joined_once
     assert stats(core).pending_replies == 0
@@ -603,7 +605,7 @@ def test_first_join_error_ends_the_channel() -> None:
     assert core.events() == [
         JoinFailed(channel, "error", {"reason": "unauthorized"}, True),
         PushFailed(buffered, "channel_closed", "join_failed"),
-        ChannelEnded(channel, "join_failed", {"reason": "unauthorized"}),
+        ChannelEnded(channel.topic, "join_failed", {"reason": "unauthorized"}, channel=channel),
     ]
     assert state(channel) is ChannelState.CLOSED
     assert core.channels() == []
@@ -625,7 +627,7 @@ def test_first_join_unmatched_topic() -> None:
     core.receive(reply(None, "1", "nope", "error", {"reason": "unmatched topic"}), 0)
     assert core.events() == [
         JoinFailed(channel, "error", {"reason": "unmatched topic"}, True),
-        ChannelEnded(channel, "join_failed", {"reason": "unmatched topic"}),
+        ChannelEnded(channel.topic, "join_failed", {"reason": "unmatched topic"}, channel=channel),
     ]
 
 
@@ -634,7 +636,7 @@ def test_rejoin_errors_retry_with_the_rejoin_backoff() -> None:
     channel = join_ok(core)
     core.connection_lost(1, 1006)
     assert core.events() == [
-        ChannelErrored(channel, TRANSPORT_CLOSED),
+        ChannelErrored(channel.topic, TRANSPORT_CLOSED, channel=channel),
         ReconnectScheduled(0.01, 1),
     ]
     core.handle_timers(1.01)
@@ -651,7 +653,10 @@ def test_rejoin_errors_retry_with_the_rejoin_backoff() -> None:
         assert events[0] == JoinFailed(channel, "error", {"r": attempt}, False)
         scheduled = events[1]
         assert isinstance(scheduled, RejoinScheduled)
-        assert events == [events[0], RejoinScheduled(channel, scheduled.delay, attempt)]
+        assert events == [
+            events[0],
+            RejoinScheduled(channel.topic, scheduled.delay, attempt, channel=channel),
+        ]
         assert state(channel) is ChannelState.ERRORED
         delays.append(scheduled.delay)
         core.handle_timers(now + scheduled.delay - 0.001)
@@ -664,10 +669,10 @@ def test_rejoin_errors_retry_with_the_rejoin_backoff() -> None:
         assert state(channel) is ChannelState.JOINING
     assert delays == [1.0, 2.0, 5.0, 10.0, 10.0]
     core.receive(reply(join.ref, join.ref), now)
-    assert core.events() == [ChannelJoined(channel, {}, False)]
+    assert core.events() == [ChannelJoined(channel.topic, {}, True, channel=channel)]
     # A successful join resets the rejoin backoff.
     core.receive(frame(join.ref, join.ref, TOPIC, "phx_error", {"reason": "channel_crash"}), now)
-    assert core.events()[-1] == RejoinScheduled(channel, 1.0, 1)
+    assert core.events()[-1] == RejoinScheduled(channel.topic, 1.0, 1, channel=channel)
 
 
 def test_first_join_timeout_sends_leave_and_ends() -> None:
@@ -679,7 +684,7 @@ def test_first_join_timeout_sends_leave_and_ends() -> None:
     assert core.events() == []
     core.handle_timers(10)
     assert sent(core) == [m("1", "2", TOPIC, "phx_leave", {})]
-    assert core.events() == [ChannelEnded(channel, "join_timeout", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "join_timeout", None, channel=channel)]
     assert core.channels() == []
     assert stats(core).pending_replies == 0
     assert core.next_deadline() is None
@@ -696,7 +701,7 @@ def test_first_join_timeout_while_disconnected_sends_nothing() -> None:
     assert core.next_deadline() == 10
     core.handle_timers(10)
     assert core.data_to_send() == []
-    assert core.events() == [ChannelEnded(channel, "join_timeout", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "join_timeout", None, channel=channel)]
     assert core.channels() == []
 
 
@@ -711,7 +716,7 @@ def test_join_while_disconnected_is_sent_on_open_and_keeps_its_deadline() -> Non
     assert sent(core) == [m("1", "1", TOPIC, "phx_join", {})]
     assert core.next_deadline() == 10  # not restarted at 6
     core.receive(reply("1", "1"), 9)
-    assert core.events() == [ChannelJoined(channel, {}, True)]
+    assert core.events() == [ChannelJoined(channel.topic, {}, False, channel=channel)]
 
 
 def test_join_while_disconnected_times_out_from_join_time() -> None:
@@ -723,7 +728,7 @@ def test_join_while_disconnected_times_out_from_join_time() -> None:
     sent(core)
     core.handle_timers(10)
     assert sent(core) == [m("1", "2", TOPIC, "phx_leave", {})]
-    assert core.events() == [ChannelEnded(channel, "join_timeout", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "join_timeout", None, channel=channel)]
 
 
 def test_rejoin_timeout_after_a_successful_join() -> None:
@@ -738,8 +743,8 @@ def test_rejoin_timeout_after_a_successful_join() -> None:
     core.handle_timers(12)
     assert sent(core) == [m("2", "3", TOPIC, "phx_leave", {})]
     assert core.events() == [
-        ChannelErrored(channel, CLIENT_JOIN_TIMEOUT),
-        RejoinScheduled(channel, 1.0, 1),
+        ChannelErrored(channel.topic, CLIENT_JOIN_TIMEOUT, channel=channel),
+        RejoinScheduled(channel.topic, 1.0, 1, channel=channel),
     ]
     assert state(channel) is ChannelState.ERRORED
     assert channel.join_ref is None
@@ -750,7 +755,7 @@ def test_rejoin_timeout_after_a_successful_join() -> None:
     core.handle_timers(13)
     assert sent(core) == [m("4", "4", TOPIC, "phx_join", {})]
     core.receive(reply("4", "4"), 13.5)
-    assert core.events() == [ChannelJoined(channel, {}, False)]
+    assert core.events() == [ChannelJoined(channel.topic, {}, True, channel=channel)]
 
 
 def test_join_timeout_none_waits_forever() -> None:
@@ -799,7 +804,7 @@ def test_join_replaces_a_leaving_channel() -> None:
     assert sent(core) == [m("1", "2", TOPIC, "phx_leave", {})]
     new = core.channel(TOPIC)
     core.join(new, 1)
-    assert core.events() == [ChannelEnded(old, "left", None)]
+    assert core.events() == [ChannelEnded(old.topic, "left", None, channel=old)]
     assert sent(core) == [m("3", "3", TOPIC, "phx_join", {})]
     assert core.channels() == [new]
     # The old leave's reply and phx_close carry the old join ref: stale for the new channel.
@@ -810,7 +815,7 @@ def test_join_replaces_a_leaving_channel() -> None:
         "stale_join_ref",
     ]
     core.receive(reply("3", "3"), 1)
-    assert core.events() == [ChannelJoined(new, {}, True)]
+    assert core.events() == [ChannelJoined(new.topic, {}, False, channel=new)]
 
 
 def test_join_that_cannot_be_encoded_leaves_a_leaving_channel_alone() -> None:
@@ -824,7 +829,7 @@ def test_join_that_cannot_be_encoded_leaves_a_leaving_channel_alone() -> None:
     assert core.channels() == [old]
     assert state(old) is ChannelState.LEAVING
     core.receive(reply("1", "2"), 1)
-    assert core.events() == [ChannelEnded(old, "left", None)]
+    assert core.events() == [ChannelEnded(old.topic, "left", None, channel=old)]
     assert leave is not None
     assert leave.ref == "2"
 
@@ -841,7 +846,7 @@ def test_duplicate_join_close_sequence_as_a_client_sees_it() -> None:
     core.receive(reply("2", "2"), 1)
     core.receive(frame("1", "1", TOPIC, "phx_close", {}), 1)
     assert core.events() == [
-        ChannelJoined(channel, {}, False),
+        ChannelJoined(channel.topic, {}, True, channel=channel),
         FrameDropped("stale_join_ref", m("1", "1", TOPIC, "phx_close", {})),
     ]
     assert state(channel) is ChannelState.JOINED
@@ -859,8 +864,8 @@ def test_phx_error_errors_fails_pending_and_rejoins() -> None:
     core.receive(frame("1", "1", TOPIC, "phx_error", {"reason": "channel_crash"}), 2)
     assert core.events() == [
         PushFailed(push, "reply_lost", {"reason": "channel_crash"}),
-        ChannelErrored(channel, {"reason": "channel_crash"}),
-        RejoinScheduled(channel, 1.0, 1),
+        ChannelErrored(channel.topic, {"reason": "channel_crash"}, channel=channel),
+        RejoinScheduled(channel.topic, 1.0, 1, channel=channel),
     ]
     assert done(push)
     assert state(channel) is ChannelState.ERRORED
@@ -878,7 +883,7 @@ def test_phx_error_errors_fails_pending_and_rejoins() -> None:
     core.receive(reply("1", "2"), 3)
     assert core.events() == [FrameDropped("stale_join_ref", ok_reply("1", "2"))]
     core.receive(reply("3", "3"), 3)
-    assert core.events() == [ChannelJoined(channel, {}, False)]
+    assert core.events() == [ChannelJoined(channel.topic, {}, True, channel=channel)]
 
 
 def test_phx_error_during_the_first_join_keeps_its_deadline() -> None:
@@ -888,15 +893,15 @@ def test_phx_error_during_the_first_join_keeps_its_deadline() -> None:
     sent(core)
     core.receive(frame("1", "1", TOPIC, "phx_error", {"reason": "channel_crash"}), 2)
     assert core.events() == [
-        ChannelErrored(channel, {"reason": "channel_crash"}),
-        RejoinScheduled(channel, 1.0, 1),
+        ChannelErrored(channel.topic, {"reason": "channel_crash"}, channel=channel),
+        RejoinScheduled(channel.topic, 1.0, 1, channel=channel),
     ]
     assert channel.join_ref is None
     core.handle_timers(3)
     assert sent(core) == [m("2", "2", TOPIC, "phx_join", {})]
     core.handle_timers(10)
     assert sent(core) == [m("2", "3", TOPIC, "phx_leave", {})]
-    assert core.events() == [ChannelEnded(channel, "join_timeout", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "join_timeout", None, channel=channel)]
 
 
 def test_first_join_deadline_while_errored() -> None:
@@ -908,7 +913,7 @@ def test_first_join_deadline_while_errored() -> None:
     core.events()
     core.handle_timers(10)
     assert core.data_to_send() == []  # nothing in flight: no leave
-    assert core.events() == [ChannelEnded(channel, "join_timeout", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "join_timeout", None, channel=channel)]
     assert core.next_deadline() is None
 
 
@@ -920,7 +925,7 @@ def test_phx_close_ends_the_channel_without_rejoin() -> None:
     core.receive(frame("1", "1", TOPIC, "phx_close", {}), 1)
     assert core.events() == [
         PushFailed(push, "channel_closed", "server_closed"),
-        ChannelEnded(channel, "server_closed", {}),
+        ChannelEnded(channel.topic, "server_closed", {}, channel=channel),
     ]
     assert state(channel) is ChannelState.CLOSED
     assert channel.close_reason == "server_closed"
@@ -940,10 +945,10 @@ def test_phx_close_fails_buffered_pushes() -> None:
     core.receive(frame(None, None, TOPIC, "phx_close", {}), 1)
     assert core.events() == [
         PushFailed(buffered, "channel_closed", "server_closed"),
-        ChannelEnded(channel, "server_closed", {}),
+        ChannelEnded(channel.topic, "server_closed", {}, channel=channel),
     ]
-    assert stats(core) == CoreStatistics(
-        state=ConnectionState.CONNECTED,
+    assert stats(core) == SocketStatistics(
+        state=SocketState.CONNECTED,
         channels=0,
         pending_replies=0,
         buffered_pushes=0,
@@ -1070,7 +1075,7 @@ def test_push_while_joined() -> None:
     assert push.kind is PushKind.USER
     assert push.ref == "2"
     assert not done(push)
-    assert repr(push) == "<Push push 'new_msg' on 'room:1' ref=2>"
+    assert repr(push) == "<trio_phoenix.proto.Push push 'new_msg' on 'room:1' ref=2>"
     assert sent(core) == [m("1", "2", TOPIC, "new_msg", {"body": "hi"})]
     assert stats(core).pending_replies == 1
     assert core.next_deadline() == 10
@@ -1127,7 +1132,7 @@ def test_pushes_are_buffered_while_joining_and_sent_in_order_after_join() -> Non
     assert stats(core).buffered_pushes == 2
     assert stats(core).pending_replies == 1  # the join
     core.receive(reply("1", "1"), 1)
-    assert core.events() == [ChannelJoined(channel, {}, True)]
+    assert core.events() == [ChannelJoined(channel.topic, {}, False, channel=channel)]
     assert sent(core) == [m("1", "2", TOPIC, "a", {"n": 1}), m("1", "3", TOPIC, "b", {"n": 2})]
     assert [p.ref for p in (first, second)] == ["2", "3"]
     assert stats(core).buffered_pushes == 0
@@ -1161,7 +1166,7 @@ def test_timed_out_buffered_pushes_are_never_sent() -> None:
     assert core.events() == [PushTimedOut(early)]
     assert stats(core).buffered_pushes == 1
     core.receive(reply("1", "1"), 5)
-    assert core.events() == [ChannelJoined(channel, {}, True)]
+    assert core.events() == [ChannelJoined(channel.topic, {}, False, channel=channel)]
     assert sent(core) == [m("1", "2", TOPIC, "late", {})]
     assert late.ref == "2"
 
@@ -1179,7 +1184,10 @@ def test_push_while_disconnected_waits_for_the_rejoin() -> None:
     core.receive(reply("2", "2"), 2)
     assert sent(core) == [m("2", "3", TOPIC, "offline", {"x": 1})]
     core.receive(reply("2", "3"), 2)
-    assert core.events() == [ChannelJoined(channel, {}, False), PushReplied(push, "ok", {})]
+    assert core.events() == [
+        ChannelJoined(channel.topic, {}, True, channel=channel),
+        PushReplied(push, "ok", {}),
+    ]
 
 
 def test_join_error_keeps_the_buffer() -> None:
@@ -1208,7 +1216,7 @@ def test_payload_changed_after_buffering_fails_at_flush() -> None:
     payload["bad"] = object()
     core.receive(reply("1", "1"), 1)
     events = core.events()
-    assert events[0] == ChannelJoined(channel, {}, True)
+    assert events[0] == ChannelJoined(channel.topic, {}, False, channel=channel)
     failed = events[1]
     assert isinstance(failed, PushFailed)
     assert failed.push is push
@@ -1235,7 +1243,7 @@ def test_cancel_push_leaves_nothing_behind() -> None:
     core.cancel_push(join)  # joins and leaves cannot be cancelled this way
     assert stats(core).pending_replies == 1
     core.receive(reply("1", "1"), 1)
-    assert core.events() == [ChannelJoined(channel, {}, True)]
+    assert core.events() == [ChannelJoined(channel.topic, {}, False, channel=channel)]
     assert sent(core) == [m("1", "1", TOPIC, "phx_join", {})]  # the buffered push never went
     pending = core.push(channel, "pending", {}, 1)
     assert stats(core).pending_replies == 1
@@ -1315,7 +1323,7 @@ def test_leave_waits_for_the_reply() -> None:
     assert core.leave(channel, 1) is push  # leaving already
     assert core.data_to_send() == []
     core.receive(reply("1", "2"), 2)
-    assert core.events() == [ChannelEnded(channel, "left", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "left", None, channel=channel)]
     assert state(channel) is ChannelState.CLOSED
     assert core.channels() == []
     assert core.leave(channel, 3) is None  # closed
@@ -1362,7 +1370,7 @@ def test_null_phx_close_with_the_topic_joined_again_closes_the_new_channel() -> 
     core = left_channel_core()
     again = join_ok(core)
     core.receive(frame(None, None, TOPIC, "phx_close", {}), 2)
-    assert core.events() == [ChannelEnded(again, "server_closed", {})]
+    assert core.events() == [ChannelEnded(again.topic, "server_closed", {}, channel=again)]
 
 
 def test_a_lost_connection_forgets_the_left_channels() -> None:
@@ -1386,7 +1394,7 @@ def test_leave_timeout_closes_anyway() -> None:
     core.handle_timers(3.999)
     assert core.events() == []
     core.handle_timers(4)
-    assert core.events() == [ChannelEnded(channel, "left", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "left", None, channel=channel)]
     assert stats(core).pending_replies == 0
     assert core.data_to_send() == []
 
@@ -1397,7 +1405,10 @@ def test_leave_without_timeout() -> None:
     core.leave(channel, 1)
     assert core.next_deadline() is None
     core.connection_lost(2, 1006)
-    assert core.events() == [ChannelEnded(channel, "left", None), ReconnectScheduled(0.01, 1)]
+    assert core.events() == [
+        ChannelEnded(channel.topic, "left", None, channel=channel),
+        ReconnectScheduled(0.01, 1),
+    ]
 
 
 def test_leave_fails_pending_pushes_after_the_reply() -> None:
@@ -1412,7 +1423,7 @@ def test_leave_fails_pending_pushes_after_the_reply() -> None:
     assert core.events() == [
         PushReplied(answered, "ok", {}),
         PushFailed(unanswered, "channel_closed", "left"),
-        ChannelEnded(channel, "left", None),
+        ChannelEnded(channel.topic, "left", None, channel=channel),
     ]
 
 
@@ -1425,7 +1436,7 @@ def test_leave_while_disconnected_closes_at_once() -> None:
     assert core.leave(channel, 2) is None
     assert core.events() == [
         PushFailed(buffered, "channel_closed", "left"),
-        ChannelEnded(channel, "left", None),
+        ChannelEnded(channel.topic, "left", None, channel=channel),
     ]
     assert core.data_to_send() == []
     core.connection_started(3)
@@ -1445,7 +1456,7 @@ def test_leave_while_joining_sends_leave_for_the_join_in_flight() -> None:
     core.receive(reply("1", "2"), 1)
     assert core.events() == [
         FrameDropped("unknown_ref", ok_reply("1", "1")),
-        ChannelEnded(channel, "left", None),
+        ChannelEnded(channel.topic, "left", None, channel=channel),
     ]
     core.handle_timers(100)
     assert core.events() == []
@@ -1456,7 +1467,7 @@ def test_leave_while_joining_before_the_join_went_out() -> None:
     channel = core.channel(TOPIC)
     core.join(channel, 0)
     assert core.leave(channel, 1) is None
-    assert core.events() == [ChannelEnded(channel, "left", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "left", None, channel=channel)]
     connect(core, 2)
     assert core.data_to_send() == []
     assert core.next_deadline() is None
@@ -1473,7 +1484,7 @@ def test_leave_while_errored_after_a_crash() -> None:
     core.handle_timers(5)  # no rejoin
     assert core.data_to_send() == []
     core.receive(reply("1", "2"), 5)
-    assert core.events() == [ChannelEnded(channel, "left", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "left", None, channel=channel)]
 
 
 def test_phx_error_while_leaving_ends_the_channel() -> None:
@@ -1481,7 +1492,9 @@ def test_phx_error_while_leaving_ends_the_channel() -> None:
     channel = join_ok(core)
     core.leave(channel, 1)
     core.receive(frame("1", "1", TOPIC, "phx_error", {"reason": "channel_crash"}), 1)
-    assert core.events() == [ChannelEnded(channel, "left", {"reason": "channel_crash"})]
+    assert core.events() == [
+        ChannelEnded(channel.topic, "left", {"reason": "channel_crash"}, channel=channel)
+    ]
     assert stats(core).pending_replies == 0
 
 
@@ -1490,7 +1503,7 @@ def test_phx_close_while_leaving() -> None:
     channel = join_ok(core)
     core.leave(channel, 1)
     core.receive(frame("1", "1", TOPIC, "phx_close", {}), 1)
-    assert core.events() == [ChannelEnded(channel, "server_closed", {})]
+    assert core.events() == [ChannelEnded(channel.topic, "server_closed", {}, channel=channel)]
 
 
 # -- ping ------------------------------------------------------------------------------------
@@ -1562,15 +1575,15 @@ def test_close_ends_everything() -> None:
     unsent = core.push(joined, "unsent", {}, 30)
     assert core.events() == []
     core.close()
-    assert state(core) is ConnectionState.CLOSED
+    assert state(core) is SocketState.CLOSED
     assert core.events() == [
         PingLost(ping),
         PushFailed(pending, "socket_closed", "socket_closed"),
         PushFailed(unsent, "socket_closed", "socket_closed"),
-        ChannelEnded(joined, "socket_closed", None),
-        ChannelEnded(leaving, "socket_closed", None),
+        ChannelEnded(joined.topic, "socket_closed", None, channel=joined),
+        ChannelEnded(leaving.topic, "socket_closed", None, channel=leaving),
         PushFailed(buffered, "socket_closed", "socket_closed"),
-        ChannelEnded(joining, "socket_closed", None),
+        ChannelEnded(joining.topic, "socket_closed", None, channel=joining),
     ]
     assert core.data_to_send() == []  # the unsent frame is discarded
     assert core.channels() == []
@@ -1602,7 +1615,7 @@ def test_close_before_connecting_ends_a_waiting_join() -> None:
     channel = core.channel(TOPIC)
     core.join(channel, 0)
     core.close()
-    assert core.events() == [ChannelEnded(channel, "socket_closed", None)]
+    assert core.events() == [ChannelEnded(channel.topic, "socket_closed", None, channel=channel)]
     assert core.next_deadline() is None
     assert stats(core).disconnects == 0
 
@@ -1620,8 +1633,8 @@ def test_connection_loss_errors_channels_and_rejoins_on_open() -> None:
     core.connection_lost(1, 1006)
     assert core.events() == [
         PushFailed(pushed, "reply_lost", TRANSPORT_CLOSED),
-        ChannelErrored(joined, TRANSPORT_CLOSED),
-        ChannelErrored(joining, TRANSPORT_CLOSED),
+        ChannelErrored(joined.topic, TRANSPORT_CLOSED, channel=joined),
+        ChannelErrored(joining.topic, TRANSPORT_CLOSED, channel=joining),
         ReconnectScheduled(0.01, 1),
     ]
     assert state(joined) is ChannelState.ERRORED
@@ -1669,8 +1682,8 @@ def test_frames_received_while_disconnected_are_routed() -> None:
     core.join(channel, 0)
     core.receive(frame(None, None, TOPIC, "phx_error", {}), 1)
     assert core.events() == [
-        ChannelErrored(channel, {}),
-        RejoinScheduled(channel, 1.0, 1),
+        ChannelErrored(channel.topic, {}, channel=channel),
+        RejoinScheduled(channel.topic, 1.0, 1, channel=channel),
     ]
     core.handle_timers(2)  # not connected: no rejoin yet
     assert core.data_to_send() == []
@@ -1697,7 +1710,7 @@ def test_v1_end_to_end() -> None:
         return text
 
     core.receive(server_frame("1", "phx_reply", {"response": {}, "status": "ok"}), 0)
-    assert core.events() == [ChannelJoined(channel, {}, True)]
+    assert core.events() == [ChannelJoined(channel.topic, {}, False, channel=channel)]
     push = core.push(channel, "new_msg", {"body": "hi"}, 0)
     assert core.data_to_send() == [
         '{"event":"new_msg","payload":{"body":"hi"},"ref":"2","topic":"room:1","join_ref":"1"}'
@@ -1712,7 +1725,7 @@ def test_v1_end_to_end() -> None:
         core.push(channel, "bin", b"\x00", 0)
     assert core.data_to_send() == []
     core.receive(server_frame("1", "phx_close", {}), 0)
-    assert core.events() == [ChannelEnded(channel, "server_closed", {})]
+    assert core.events() == [ChannelEnded(channel.topic, "server_closed", {}, channel=channel)]
 
 
 def test_binary_push_and_reply() -> None:
@@ -1755,8 +1768,8 @@ def test_statistics_count_frames() -> None:
     core.receive(frame(None, None, "nowhere", "x", {}), 0)
     core.handle_timers(30)
     core.events()
-    assert stats(core) == CoreStatistics(
-        state=ConnectionState.CONNECTED,
+    assert stats(core) == SocketStatistics(
+        state=SocketState.CONNECTED,
         channels=1,
         pending_replies=0,
         buffered_pushes=0,
@@ -1847,17 +1860,17 @@ class CoreModel:
     def transport(self, action: str, code: int | None) -> None:
         core = self.core
         state = core.state
-        connecting = state is ConnectionState.CONNECTING
+        connecting = state is SocketState.CONNECTING
         if action == "connect":
-            if state is not ConnectionState.CLOSED and state is not ConnectionState.CONNECTED:
+            if state is not SocketState.CLOSED and state is not SocketState.CONNECTED:
                 if not connecting:
                     core.connection_started(self.now)
                 core.connection_opened(self.now)
         elif action == "start":
-            if state is ConnectionState.CLOSED:
+            if state is SocketState.CLOSED:
                 with pytest.raises(SocketClosed):
                     core.connection_started(self.now)
-            elif connecting or state is ConnectionState.CONNECTED:
+            elif connecting or state is SocketState.CONNECTED:
                 with pytest.raises(LocalProtocolError):
                     core.connection_started(self.now)
             else:
@@ -1936,7 +1949,7 @@ class CoreModel:
             if candidates:
                 core.leave(candidates[index % len(candidates)], self.now)
         elif action == "ping":
-            if core.state is ConnectionState.CONNECTED:
+            if core.state is SocketState.CONNECTED:
                 self.pings.add(core.ping(self.now))
             else:
                 with pytest.raises(SocketClosed):

@@ -90,7 +90,7 @@ def test_a_deeply_nested_meta_is_malformed_not_a_crash(depth: int) -> None:
     with pytest.raises(RemoteProtocolError, match="nests deeper"):
         view.handle_diff({"joins": deep, "leaves": {}}, "1")
     assert view.list() == [{"metas": [meta("a")]}]  # nothing changed
-    with pytest.raises(LocalProtocolError, match="nests deeper"):
+    with pytest.raises(ValueError, match="nests deeper"):
         sync_state(deep, {})  # the caller's own state: the caller's fault
 
 

@@ -78,3 +78,25 @@ def test_proto_sources_have_no_io_imports() -> None:
 def test_import_trio_phoenix_proto_with_trio_blocked() -> None:
     result = _run(stub_parent=False)
     assert result["frames"] == ['["1","1","room:1","phx_join",{}]']
+
+
+def test_publish_renames_only_our_own_public_definitions() -> None:
+    from trio_phoenix.proto._public import publish
+
+    class Ours: ...
+
+    class Foreign: ...
+
+    Ours.__module__ = "trio_phoenix.proto._somewhere"
+    Foreign.__module__ = "elsewhere"
+    namespace = {"Ours": Ours, "Foreign": Foreign, "Alias": Ours, "_Private": Ours, "n": 1}
+    publish("trio_phoenix.proto", namespace)
+    assert Ours.__module__ == "trio_phoenix.proto"
+    assert Foreign.__module__ == "elsewhere"
+
+
+def test_the_core_classes_report_their_public_module() -> None:
+    import trio_phoenix.proto as proto
+
+    assert proto.SocketCore.__module__ == "trio_phoenix.proto"
+    assert repr(proto.SocketState.CONNECTED) == "<SocketState.CONNECTED: 'connected'>"

@@ -30,7 +30,7 @@ from trio_phoenix.testing import (
     ChannelSocket,
     ConnectInfo,
     HandleInResult,
-    Presence,
+    PresenceTracker,
     Reject,
     Reply,
     ServerConnection,
@@ -778,7 +778,7 @@ async def test_presence_state_and_diffs_on_the_wire(server: TestServer) -> None:
 
 def test_presence_tracker_shapes() -> None:
     sent: list[tuple[str, str, dict[str, Any]]] = []
-    presence = Presence(lambda topic, event, payload: sent.append((topic, event, payload)))
+    presence = PresenceTracker(lambda topic, event, payload: sent.append((topic, event, payload)))
     owner = cast(ChannelSocket, SimpleNamespace(topic="room:1"))
     other = cast(ChannelSocket, SimpleNamespace(topic="room:1"))
     connection = cast(ServerConnection, SimpleNamespace())

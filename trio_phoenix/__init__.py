@@ -90,6 +90,10 @@ else:
 
 __version__ = "0.1.0.dev0"
 
+from .proto._public import publish as _publish
+
+_publish("trio_phoenix", globals())
+
 # A library logs but leaves output to the application: without this, a program that never
 # configured logging would get every connect retry's WARNING on stderr (logging's last resort).
 _logging.getLogger("trio_phoenix").addHandler(_logging.NullHandler())

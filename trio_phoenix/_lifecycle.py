@@ -3,15 +3,24 @@
 ``socket.lifecycle()`` yields a bounded subscription of these, for dashboards, metrics and
 tests: connections opening and closing (with close codes), reconnects being scheduled, channels
 erroring and rejoining.
+
+The channel events and ``ReconnectScheduled`` are the sans-IO core's own event values
+(``trio_phoenix.proto``), handed on as they are; the four connection events below come from
+the Trio layer, which owns the transport.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
 from ._exceptions import ConnectError
+from .proto._events import (
+    ChannelEnded as ChannelEnded,
+    ChannelErrored as ChannelErrored,
+    ChannelJoined as ChannelJoined,
+    ReconnectScheduled as ReconnectScheduled,
+    RejoinScheduled as RejoinScheduled,
+)
 
 __all__ = [
     "ChannelEnded",
@@ -52,51 +61,6 @@ class ConnectFailed:
 @attrs.frozen(kw_only=True)
 class HeartbeatTimeout:
     """A heartbeat went unanswered: the connection is considered dead and is closed."""
-
-
-@attrs.frozen(kw_only=True)
-class ReconnectScheduled:
-    """The socket reconnects in ``delay`` seconds; ``attempt`` counts from 1."""
-
-    delay: float
-    attempt: int
-
-
-@attrs.frozen(kw_only=True)
-class ChannelJoined:
-    """A channel joined (``rejoin`` is false the first time) with the server's ``response``."""
-
-    topic: str
-    response: Any
-    rejoin: bool
-
-
-@attrs.frozen(kw_only=True)
-class ChannelErrored:
-    """A channel errored and will rejoin. ``payload`` is the server's ``phx_error`` payload, or
-    ``{"source": "transport", "reason": ...}`` when the connection was lost."""
-
-    topic: str
-    payload: Any
-
-
-@attrs.frozen(kw_only=True)
-class RejoinScheduled:
-    """An errored channel rejoins in ``delay`` seconds (attempt ``attempt``)."""
-
-    topic: str
-    delay: float
-    attempt: int
-
-
-@attrs.frozen(kw_only=True)
-class ChannelEnded:
-    """A channel is closed for good: ``reason`` is ``"left"``, ``"server_closed"``,
-    ``"join_failed"``, ``"join_timeout"`` or ``"socket_closed"``."""
-
-    topic: str
-    reason: str
-    payload: Any = None
 
 
 LifecycleEvent = (

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager, contextmanager
 from types import EllipsisType
 from typing import Any, Final, final
 
+import attrs
 import trio
 
 from . import _lifecycle as life
@@ -51,8 +52,6 @@ from .proto import (
     ChannelErrored,
     ChannelJoined,
     CloseTransport,
-    ConnectionState,
-    CoreStatistics,
     FrameDropped,
     JoinFailed,
     MessageReceived,
@@ -66,17 +65,14 @@ from .proto import (
     RejoinScheduled,
     Serializer,
     SocketCore,
+    SocketState,
+    SocketStatistics,
     phoenix_reconnect_after,
     phoenix_rejoin_after,
     redact_url,
 )
 
 __all__ = ["Socket", "SocketState", "SocketStatistics"]
-
-#: The socket's connection state (see ``Socket.state``).
-SocketState = ConnectionState
-#: Counters of a socket (see ``Socket.statistics()``).
-SocketStatistics = CoreStatistics
 
 logger: Final = logging.getLogger("trio_phoenix")
 
@@ -189,7 +185,7 @@ class Socket:
     # -- public surface ----------------------------------------------------------------------
 
     @property
-    def state(self) -> ConnectionState:
+    def state(self) -> SocketState:
         """``idle``, ``connecting``, ``connected``, ``waiting`` (to reconnect), ``disconnected``
         (the reconnect policy gave up) or ``closed``."""
         return self._core.state
@@ -231,7 +227,7 @@ class Socket:
         with self._timeout_tells_why(deadline):
             await trio.lowlevel.checkpoint()
             while not self._core.connected:
-                if self._core.state in (ConnectionState.CLOSED, ConnectionState.DISCONNECTED):
+                if self._core.state in (SocketState.CLOSED, SocketState.DISCONNECTED):
                     raise SocketClosed(f"the socket is {self._core.state.value}") from (
                         self._failure
                     )
@@ -287,7 +283,7 @@ class Socket:
             self._lifecycle.remove(subscription)
             subscription.close()
 
-    def statistics(self) -> CoreStatistics:
+    def statistics(self) -> SocketStatistics:
         """Counters of the socket: frames, pending replies, buffered pushes, drops, ..."""
         return self._core.statistics()
 
@@ -347,40 +343,34 @@ class Socket:
         elif type(event) is PushFailed:
             resolve_push(event.push, event.reason, None, event.detail)
         elif type(event) is ChannelJoined:
-            event.channel.context._joined(event.response, event.first)
-            logger.debug("joined %r (rejoin=%s)", event.channel.topic, not event.first)
-            self._emit(
-                life.ChannelJoined(
-                    topic=event.channel.topic, response=event.response, rejoin=not event.first
-                )
-            )
+            channel = event.channel
+            assert channel is not None
+            channel.context._joined(event.response, not event.rejoin)
+            logger.debug("joined %r (rejoin=%s)", event.topic, event.rejoin)
+            self._emit_channel_event(event)
         elif type(event) is JoinFailed:
             event.channel.context._join_failed(event.status, event.response)
             logger.info("join of %r refused: %r", event.channel.topic, event.response)
         elif type(event) is ChannelErrored:
-            event.channel.context._errored()
-            logger.info("channel %r errored: %r", event.channel.topic, event.payload)
-            self._emit(life.ChannelErrored(topic=event.channel.topic, payload=event.payload))
+            channel = event.channel
+            assert channel is not None
+            channel.context._errored()
+            logger.info("channel %r errored: %r", event.topic, event.payload)
+            self._emit_channel_event(event)
         elif type(event) is ChannelEnded:
-            event.channel.context._ended(event.reason, event.payload)
-            logger.debug("channel %r closed (%s)", event.channel.topic, event.reason)
-            self._emit(
-                life.ChannelEnded(
-                    topic=event.channel.topic, reason=event.reason, payload=event.payload
-                )
-            )
+            channel = event.channel
+            assert channel is not None
+            channel.context._ended(event.reason, event.payload)
+            logger.debug("channel %r closed (%s)", event.topic, event.reason)
+            self._emit_channel_event(event)
         elif type(event) is RejoinScheduled:
-            self._emit(
-                life.RejoinScheduled(
-                    topic=event.channel.topic, delay=event.delay, attempt=event.attempt
-                )
-            )
+            self._emit_channel_event(event)
         elif type(event) is ReconnectScheduled:
             # A fresh event per schedule: after a heartbeat timeout the reconnect can come due
             # while the dead connection is still being closed.
             self._reconnect_due = Waiter()
             logger.info("reconnecting in %.3f s (attempt %d)", event.delay, event.attempt)
-            self._emit(life.ReconnectScheduled(delay=event.delay, attempt=event.attempt))
+            self._emit(event)
         elif type(event) is ReconnectDue:
             self._reconnect_due.set_value(None)
         elif type(event) is CloseTransport:
@@ -406,6 +396,14 @@ class Socket:
                     message.topic if message else None,
                     message.event if message else None,
                 )
+
+    def _emit_channel_event(
+        self,
+        event: life.ChannelJoined | life.ChannelErrored | life.ChannelEnded | life.RejoinScheduled,
+    ) -> None:
+        """Hand a core channel event to the lifecycle subscribers, without the core channel."""
+        if self._lifecycle:
+            self._emit(attrs.evolve(event, channel=None))
 
     def _emit(self, event: life.LifecycleEvent) -> None:
         for subscription in self._lifecycle:
@@ -506,7 +504,7 @@ class Socket:
                 core.connection_lost(trio.current_time(), code)
                 self._pump()
                 self._state_changed.fire()
-            if core.state is ConnectionState.DISCONNECTED:
+            if core.state is SocketState.DISCONNECTED:
                 logger.warning("the reconnect policy gave up; the socket is closed")
                 core.close()
                 self._pump()
@@ -518,7 +516,7 @@ class Socket:
             raise self._last_error or SocketClosed("the socket was closed before it connected")
 
     def _closed_for_good(self) -> bool:
-        return self._core.state is ConnectionState.CLOSED
+        return self._core.state is SocketState.CLOSED
 
     async def _open(self, *, first: bool) -> Transport | None:
         """Open a transport, or report the failure to the core and return ``None``."""

@@ -22,11 +22,11 @@ from ._core import (
     DEFAULT_HEARTBEAT_INTERVAL as DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
     ChannelCore as ChannelCore,
-    ConnectionState as ConnectionState,
-    CoreStatistics as CoreStatistics,
     Push as Push,
     PushKind as PushKind,
     SocketCore as SocketCore,
+    SocketState as SocketState,
+    SocketStatistics as SocketStatistics,
 )
 from ._errors import (
     ChannelClosed as ChannelClosed,
@@ -85,6 +85,7 @@ from ._presence import (
     sync_state as sync_state,
 )
 from ._presence_view import PresenceSync as PresenceSync
+from ._public import publish as _publish
 from ._readonly import ReadOnlyDict as ReadOnlyDict, ReadOnlyList as ReadOnlyList
 from ._serializer import (
     V1_VSN as V1_VSN,
@@ -101,3 +102,5 @@ from ._url import (
     encode_params as encode_params,
     redact_url as redact_url,
 )
+
+_publish("trio_phoenix.proto", globals())

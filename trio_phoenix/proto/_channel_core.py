@@ -39,10 +39,10 @@ __all__ = [
     "UNSET",
     "ChannelCore",
     "ChannelRules",
-    "ConnectionState",
     "Counters",
     "Push",
     "PushKind",
+    "SocketState",
     "Unset",
     "check_timeout",
 ]
@@ -51,8 +51,8 @@ __all__ = [
 DEFAULT_TIMEOUT: Final = 10.0
 
 
-class ConnectionState(enum.Enum):
-    """The socket's transport, as the core sees it."""
+class SocketState(enum.Enum):
+    """Where a socket's connection stands (``Socket.state``, ``SocketCore.state``)."""
 
     IDLE = "idle"  # not connected yet, and not trying
     CONNECTING = "connecting"
@@ -93,7 +93,8 @@ class Push:
     context: Any = None
 
     def __repr__(self) -> str:
-        return f"<Push {self.kind.value} {self.event!r} on {self.channel.topic!r} ref={self.ref}>"
+        kind, topic = self.kind.value, self.channel.topic
+        return f"<trio_phoenix.proto.Push {kind} {self.event!r} on {topic!r} ref={self.ref}>"
 
 
 @attrs.define(eq=False, repr=False)
@@ -117,7 +118,8 @@ class ChannelCore:
     context: Any = None
 
     def __repr__(self) -> str:
-        return f"<ChannelCore {self.topic!r} {self.state.value} join_ref={self.join_ref}>"
+        state = self.state.value
+        return f"<trio_phoenix.proto.ChannelCore {self.topic!r} {state} join_ref={self.join_ref}>"
 
 
 @attrs.define(eq=False)
@@ -146,7 +148,7 @@ class ChannelRules:
     serializer: Serializer
     timeout: float | None
     rejoin_after: Callable[[int], float]
-    _state: ConnectionState
+    _state: SocketState
     _ref: int
     _channels: dict[str, ChannelCore]
     _outbox: list[Frame]
@@ -196,7 +198,7 @@ class ChannelRules:
                 f"tried to join {topic!r} multiple times; a channel can be joined once, "
                 "create a new one with socket.channel()"
             )
-        if self._state is ConnectionState.CLOSED:
+        if self._state is SocketState.CLOSED:
             raise SocketClosed("the socket is closed")
         other = self._channels.get(topic)
         if other is not None and other.state is not ChannelState.LEAVING:
@@ -216,7 +218,7 @@ class ChannelRules:
         channel.join_push = push
         if channel.timeout is not None:
             self._timers.schedule(push.timer, now + channel.timeout)
-        if self._state is ConnectionState.CONNECTED:
+        if self._state is SocketState.CONNECTED:
             self._send_join(channel, now)
         return push
 
@@ -237,7 +239,7 @@ class ChannelRules:
         if join_push.ref is not None:
             channel.pending.pop(join_push.ref, None)
         channel.state = next_state(state, ChannelEvent.LEAVE)
-        if self._state is not ConnectionState.CONNECTED or channel.join_ref is None:
+        if self._state is not SocketState.CONNECTED or channel.join_ref is None:
             self._end_channel(channel, ChannelEvent.LEAVE_DONE, "left")
             return None
         push = self._new_push(channel, PushKind.LEAVE, PHX_LEAVE, {})
@@ -282,7 +284,7 @@ class ChannelRules:
                 f"tried to push {event!r} to {topic!r} before joining; "
                 "join the channel first (await channel.join() or async with channel)"
             )
-        if self._state is ConnectionState.CLOSED:
+        if self._state is SocketState.CLOSED:
             raise SocketClosed("the socket is closed")
         if channel.state is ChannelState.CLOSED or channel.state is ChannelState.LEAVING:
             raise ChannelClosed(topic, channel.close_reason or "left")
@@ -292,7 +294,7 @@ class ChannelRules:
             raise LocalProtocolError(f"{event!r} is reserved by the Phoenix protocol")
         push_timeout = channel.timeout if timeout is UNSET else check_timeout(timeout)
         push = self._new_push(channel, PushKind.USER, event, payload)
-        if self._state is ConnectionState.CONNECTED and channel.state is ChannelState.JOINED:
+        if self._state is SocketState.CONNECTED and channel.state is ChannelState.JOINED:
             ref = self.make_ref()
             self._outbox.append(
                 self.serializer.encode(
@@ -362,7 +364,7 @@ class ChannelRules:
             channel.state = next_state(channel.state, ChannelEvent.JOIN_OK)
             channel.joined_once = True
             channel.rejoin_backoff.reset()
-            self._events.append(ChannelJoined(channel, response, first))
+            self._events.append(ChannelJoined(channel.topic, response, not first, channel=channel))
             self._flush_buffer(channel)
             return
         channel.state = next_state(channel.state, ChannelEvent.JOIN_ERROR)
@@ -469,7 +471,7 @@ class ChannelRules:
             self._reset_join_push(channel, keep_deadline=not channel.joined_once)
         channel.state = next_state(channel.state, ChannelEvent.ERROR)
         self._fail_pending(channel, "reply_lost", payload)
-        self._events.append(ChannelErrored(channel, payload))
+        self._events.append(ChannelErrored(channel.topic, payload, channel=channel))
         if rejoin:
             self._schedule_rejoin(channel, now)
 
@@ -477,11 +479,13 @@ class ChannelRules:
         backoff = channel.rejoin_backoff
         delay = backoff.next_delay()
         self._timers.schedule(channel.rejoin_timer, now + delay)
-        self._events.append(RejoinScheduled(channel, delay, backoff.tries + 1))
+        self._events.append(
+            RejoinScheduled(channel.topic, delay, backoff.tries + 1, channel=channel)
+        )
 
     def _rejoin_due(self, channel: ChannelCore, now: float) -> None:
         channel.rejoin_backoff.fired()
-        if self._state is ConnectionState.CONNECTED and channel.state is ChannelState.ERRORED:
+        if self._state is SocketState.CONNECTED and channel.state is ChannelState.ERRORED:
             channel.state = next_state(channel.state, ChannelEvent.REJOIN)
             self._send_join(channel, now)
 
@@ -520,7 +524,9 @@ class ChannelRules:
             return
         channel.state = next_state(channel.state, ChannelEvent.JOIN_TIMEOUT)
         self._events.append(
-            ChannelErrored(channel, {"source": "client", "reason": "join_timeout"})
+            ChannelErrored(
+                channel.topic, {"source": "client", "reason": "join_timeout"}, channel=channel
+            )
         )
         self._schedule_rejoin(channel, now)
 
@@ -549,4 +555,4 @@ class ChannelRules:
         for push in buffer:
             self._finish(push)
             self._events.append(PushFailed(push, failure, reason))
-        self._events.append(ChannelEnded(channel, reason, payload))
+        self._events.append(ChannelEnded(channel.topic, reason, payload, channel=channel))

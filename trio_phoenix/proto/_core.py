@@ -43,10 +43,10 @@ from ._channel_core import (
     DEFAULT_TIMEOUT,
     ChannelCore,
     ChannelRules,
-    ConnectionState,
     Counters,
     Push,
     PushKind,
+    SocketState,
     check_timeout,
 )
 from ._channel_state import ChannelEvent, ChannelState, next_state
@@ -69,11 +69,11 @@ __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_TIMEOUT",
     "ChannelCore",
-    "ConnectionState",
-    "CoreStatistics",
     "Push",
     "PushKind",
     "SocketCore",
+    "SocketState",
+    "SocketStatistics",
 ]
 
 #: phoenix.js ``heartbeatIntervalMs``, in seconds.
@@ -86,10 +86,10 @@ ReconnectSchedule = Callable[[int], float | None]
 
 
 @attrs.frozen(kw_only=True)
-class CoreStatistics:
-    """Counters and sizes of a ``SocketCore``."""
+class SocketStatistics:
+    """Counters and sizes of a socket (``Socket.statistics()``, ``SocketCore.statistics()``)."""
 
-    state: ConnectionState
+    state: SocketState
     channels: int
     pending_replies: int
     buffered_pushes: int
@@ -137,7 +137,7 @@ class SocketCore(ChannelRules):
         self.heartbeat_interval = heartbeat_interval
         self.rejoin_after = rejoin_after
         self.reconnect_on_clean_close = reconnect_on_clean_close
-        self._state = ConnectionState.IDLE
+        self._state = SocketState.IDLE
         self._ref = 0
         self._channels: dict[str, ChannelCore] = {}
         self._outbox: list[Frame] = []
@@ -158,21 +158,21 @@ class SocketCore(ChannelRules):
     # -- introspection -------------------------------------------------------------------
 
     @property
-    def state(self) -> ConnectionState:
+    def state(self) -> SocketState:
         return self._state
 
     @property
     def connected(self) -> bool:
-        return self._state is ConnectionState.CONNECTED
+        return self._state is SocketState.CONNECTED
 
     def channels(self) -> list[ChannelCore]:
         """The channels the socket routes messages to (joining, joined, errored, leaving)."""
         return list(self._channels.values())
 
-    def statistics(self) -> CoreStatistics:
+    def statistics(self) -> SocketStatistics:
         channels = self._channels.values()
         c = self._counters
-        return CoreStatistics(
+        return SocketStatistics(
             state=self._state,
             channels=len(self._channels),
             pending_replies=sum(len(ch.pending) for ch in channels) + len(self._pings),
@@ -220,18 +220,18 @@ class SocketCore(ChannelRules):
 
     def connection_started(self, now: float) -> None:
         """The I/O layer starts opening a transport."""
-        if self._state is ConnectionState.CLOSED:
+        if self._state is SocketState.CLOSED:
             raise SocketClosed("the socket is closed")
-        if self._state is ConnectionState.CONNECTING or self._state is ConnectionState.CONNECTED:
+        if self._state is SocketState.CONNECTING or self._state is SocketState.CONNECTED:
             raise LocalProtocolError(f"cannot start connecting while {self._state.value}")
         self._timers.cancel(self._reconnect_timer)
-        self._state = ConnectionState.CONNECTING
+        self._state = SocketState.CONNECTING
 
     def connection_opened(self, now: float) -> None:
         """The transport is open: start heartbeats, send waiting joins, rejoin errored channels."""
-        if self._state is not ConnectionState.CONNECTING:
+        if self._state is not SocketState.CONNECTING:
             raise LocalProtocolError(f"a connection cannot open while {self._state.value}")
-        self._state = ConnectionState.CONNECTED
+        self._state = SocketState.CONNECTED
         self._counters.connects += 1
         self._opened_at = now
         self._heartbeat_ref = None
@@ -251,7 +251,7 @@ class SocketCore(ChannelRules):
 
     def connection_failed(self, now: float) -> None:
         """Opening the transport failed (refused, rejected, timed out): schedule a retry."""
-        if self._state is not ConnectionState.CONNECTING:
+        if self._state is not SocketState.CONNECTING:
             raise LocalProtocolError(f"a connection cannot fail while {self._state.value}")
         self._schedule_reconnect(now)
 
@@ -261,20 +261,20 @@ class SocketCore(ChannelRules):
         Ignored unless connected, so the I/O layer may report a loss the core already acted on
         (after a heartbeat timeout).
         """
-        if self._state is not ConnectionState.CONNECTED:
+        if self._state is not SocketState.CONNECTED:
             return
         self._disconnect(now, "connection_closed")
         if code == 1000 and not self.reconnect_on_clean_close:
-            self._state = ConnectionState.DISCONNECTED
+            self._state = SocketState.DISCONNECTED
         else:
             self._schedule_reconnect(now)
 
     def close(self) -> None:
         """The application closes the socket for good: every channel and push ends."""
-        if self._state is ConnectionState.CLOSED:
+        if self._state is SocketState.CLOSED:
             return
-        was_connected = self._state is ConnectionState.CONNECTED
-        self._state = ConnectionState.CLOSED
+        was_connected = self._state is SocketState.CONNECTED
+        self._state = SocketState.CLOSED
         if was_connected:
             self._counters.disconnects += 1
         self._timers.cancel(self._reconnect_timer)
@@ -318,9 +318,9 @@ class SocketCore(ChannelRules):
         attempt = self._reconnect_tries + 1
         delay = self._reconnect_after(attempt)
         if delay is None:
-            self._state = ConnectionState.DISCONNECTED
+            self._state = SocketState.DISCONNECTED
             return
-        self._state = ConnectionState.WAITING
+        self._state = SocketState.WAITING
         self._timers.schedule(self._reconnect_timer, now + delay)
         self._events.append(ReconnectScheduled(delay, attempt))
 
@@ -353,7 +353,7 @@ class SocketCore(ChannelRules):
         Raises:
             SocketClosed: the socket is not connected.
         """
-        if self._state is not ConnectionState.CONNECTED:
+        if self._state is not SocketState.CONNECTED:
             raise SocketClosed(f"cannot ping: the socket is {self._state.value}")
         ref = self.make_ref()
         self._send(

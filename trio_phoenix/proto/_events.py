@@ -3,6 +3,11 @@
 The core never calls out: every consequence of a frame, a timer or a command that the I/O
 layer must act on (wake a waiting push, feed subscribers, open or close the transport) comes
 back as one of these values, in order, from ``SocketCore.events()``.
+
+Five of them are also public lifecycle events (``ChannelJoined``, ``ChannelErrored``,
+``ChannelEnded``, ``RejoinScheduled``, ``ReconnectScheduled``): the Trio layer hands them to
+``socket.lifecycle()`` subscribers as they are, with their ``channel`` (the core's, which
+only the I/O layer needs) set to ``None``.
 """
 
 from __future__ import annotations
@@ -81,11 +86,14 @@ class PushFailed:
 
 @attrs.frozen
 class ChannelJoined:
-    """A join or rejoin succeeded; ``first`` is true for the first successful join."""
+    """A channel joined (``rejoin`` is false the first time) with the server's ``response``."""
 
-    channel: ChannelCore
+    topic: str
     response: Any
-    first: bool
+    rejoin: bool
+    #: The core's channel, for the I/O layer (``None`` in the values a socket's lifecycle
+    #: stream hands out).
+    channel: ChannelCore | None = attrs.field(default=None, kw_only=True, repr=False)
 
 
 @attrs.frozen
@@ -100,37 +108,43 @@ class JoinFailed:
 
 @attrs.frozen
 class ChannelErrored:
-    """The channel errored (server crash, transport loss, join timeout); it will rejoin."""
+    """A channel errored and will rejoin. ``payload`` is the server's ``phx_error`` payload, or
+    ``{"source": "transport", "reason": ...}`` when the connection was lost (``"client"``
+    and ``"join_timeout"`` when a rejoin timed out)."""
 
-    channel: ChannelCore
+    topic: str
     payload: Any
+    #: The core's channel, for the I/O layer (``None`` in the lifecycle stream).
+    channel: ChannelCore | None = attrs.field(default=None, kw_only=True, repr=False)
 
 
 @attrs.frozen
 class ChannelEnded:
-    """The channel is closed for good; ``reason`` says why, ``payload`` what the server sent.
+    """A channel is closed for good: ``reason`` is ``"left"``, ``"server_closed"``,
+    ``"join_failed"``, ``"join_timeout"`` or ``"socket_closed"``; ``payload`` is what the
+    server sent, if anything."""
 
-    Reasons: ``"left"`` (the application left), ``"server_closed"`` (``phx_close``),
-    ``"join_failed"``, ``"join_timeout"``, ``"socket_closed"``.
-    """
-
-    channel: ChannelCore
+    topic: str
     reason: str
     payload: Any = None
+    #: The core's channel, for the I/O layer (``None`` in the lifecycle stream).
+    channel: ChannelCore | None = attrs.field(default=None, kw_only=True, repr=False)
 
 
 @attrs.frozen
 class RejoinScheduled:
-    """An errored channel will try to rejoin after ``delay`` seconds (attempt ``attempt``)."""
+    """An errored channel rejoins in ``delay`` seconds (attempt ``attempt``, from 1)."""
 
-    channel: ChannelCore
+    topic: str
     delay: float
     attempt: int
+    #: The core's channel, for the I/O layer (``None`` in the lifecycle stream).
+    channel: ChannelCore | None = attrs.field(default=None, kw_only=True, repr=False)
 
 
 @attrs.frozen
 class ReconnectScheduled:
-    """The socket will reconnect after ``delay`` seconds (attempt ``attempt``)."""
+    """The socket reconnects in ``delay`` seconds; ``attempt`` counts from 1."""
 
     delay: float
     attempt: int

@@ -13,6 +13,7 @@ The pytest plugin (registered automatically) provides the ``phoenix_server`` and
 ``phoenix_server_factory`` fixtures; see ``trio_phoenix.testing._pytest_plugin``.
 """
 
+from ..proto._public import publish as _publish
 from ._channel import ChannelSocket as ChannelSocket, SocketRef as SocketRef
 from ._connection import ServerConnection as ServerConnection
 from ._demo import (
@@ -47,8 +48,8 @@ from ._handshake import (
     Reject as Reject,
 )
 from ._presence import (
-    Presence as Presence,
     PresenceOrder as PresenceOrder,
+    PresenceTracker as PresenceTracker,
     new_phx_ref as new_phx_ref,
 )
 from ._proxy import (
@@ -65,3 +66,5 @@ from ._server import (
     serve_test_server as serve_test_server,
 )
 from ._versions import PhoenixVersion as PhoenixVersion
+
+_publish("trio_phoenix.testing", globals())

@@ -99,7 +99,9 @@ class ChannelSocket:
         self.assigns = dict(self._connection.assigns)
 
     def __repr__(self) -> str:
-        return f"<ChannelSocket topic={self.topic!r} join_ref={self.join_ref!r}>"
+        return (
+            f"<trio_phoenix.testing.ChannelSocket topic={self.topic!r} join_ref={self.join_ref!r}>"
+        )
 
     @property
     def connection(self) -> ServerConnection:

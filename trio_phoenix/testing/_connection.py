@@ -106,7 +106,8 @@ class ServerConnection:
         self._outbox_send, self._outbox = trio.open_memory_channel[_Outgoing](math.inf)
 
     def __repr__(self) -> str:
-        return f"<ServerConnection id={self.id!r} peer={self.connect_info.peer!r}>"
+        peer = self.connect_info.peer
+        return f"<trio_phoenix.testing.ServerConnection id={self.id!r} peer={peer!r}>"
 
     # -- observation ----------------------------------------------------------------------
 

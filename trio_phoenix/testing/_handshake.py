@@ -93,7 +93,7 @@ class Reject(Exception):
         self.body = body
 
     def __repr__(self) -> str:
-        return f"Reject(status_code={self.status_code!r})"
+        return f"trio_phoenix.testing.Reject(status_code={self.status_code!r})"
 
 
 @attrs.frozen(kw_only=True)

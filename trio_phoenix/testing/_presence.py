@@ -2,14 +2,14 @@
 
 Shapes (protocol reference §9.1):
 
-* state, as `Presence.list` returns it and apps push as ``presence_state`` right after a
+* state, as `PresenceTracker.list` returns it and apps push as ``presence_state`` right after a
   join: ``{key: {"metas": [meta, ...]}}``, metas in tracking order, every meta carrying a
   ``phx_ref`` (URL-safe base64 of 12 random bytes: 16 characters);
 * diff, broadcast as ``presence_diff`` with null refs: ``{"joins": {...}, "leaves": {...}}``
   in the same per-key shape. An update is *one* diff: a leave of the old meta and a join of
   the new one, which carries ``phx_ref_prev``.
 
-Tracking is synchronous (`Presence.list` sees a track at once). When the diff goes out is
+Tracking is synchronous (`PresenceTracker.list` sees a track at once). When the diff goes out is
 the ``order`` option, since Phoenix broadcasts it asynchronously and clients meet both orders:
 
 * ``"diff_first"`` (the default): every diff is broadcast at once, so the usual ``track``
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ._channel import ChannelSocket
     from ._connection import ServerConnection
 
-__all__ = ["Presence", "PresenceOrder", "PresenceOwner", "PresenceState", "new_phx_ref"]
+__all__ = ["PresenceOrder", "PresenceOwner", "PresenceState", "PresenceTracker", "new_phx_ref"]
 
 #: A channel or a whole connection.
 PresenceOwner: TypeAlias = "ChannelSocket | ServerConnection"
@@ -89,7 +89,7 @@ _Diff: TypeAlias = tuple[str, dict[str, Any]]
 
 @final
 @attrs.define(eq=False, repr=False)
-class Presence:
+class PresenceTracker:
     """The presence tracker of one test server (``server.presence``)."""
 
     _broadcast: Broadcast
@@ -108,7 +108,7 @@ class Presence:
         self._random = random.Random(self.seed)
 
     def __repr__(self) -> str:
-        return f"<Presence topics={sorted(self._topics)!r}>"
+        return f"<trio_phoenix.testing.PresenceTracker topics={sorted(self._topics)!r}>"
 
     def track(
         self,

@@ -59,7 +59,7 @@ class ProxyConnection:
     bytes_down: int = attrs.field(default=0, init=False)
 
     def __repr__(self) -> str:
-        return f"<ProxyConnection up={self.bytes_up} down={self.bytes_down}>"
+        return f"<trio_phoenix.testing.ProxyConnection up={self.bytes_up} down={self.bytes_down}>"
 
     @property
     def closed(self) -> bool:
@@ -177,7 +177,9 @@ class FaultProxy:
 
     def __repr__(self) -> str:
         where = f"{self.host}:{self._port}" if self._port is not None else "not started"
-        return f"<FaultProxy {where} -> {self.target_host}:{self.target_port}>"
+        return (
+            f"<trio_phoenix.testing.FaultProxy {where} -> {self.target_host}:{self.target_port}>"
+        )
 
     @property
     def target(self) -> tuple[str, int]:

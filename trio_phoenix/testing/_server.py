@@ -42,7 +42,7 @@ from ._handshake import (
     serializer_for_vsn,
     split_auth_token,
 )
-from ._presence import Presence, PresenceOrder
+from ._presence import PresenceOrder, PresenceTracker
 from ._versions import PhoenixVersion, VersionRules, rules_for
 from ._websocket import Upgrade, read_upgrade
 
@@ -182,7 +182,7 @@ class TestServer:
     #: The channel routes.
     router: Router = attrs.field(init=False)
     #: The presence tracker.
-    presence: Presence = attrs.field(init=False)
+    presence: PresenceTracker = attrs.field(init=False)
     #: The connections that are open now.
     connections: list[ServerConnection] = attrs.field(factory=list, init=False)
     #: Every connection ever accepted, in order.
@@ -201,13 +201,13 @@ class TestServer:
     def __attrs_post_init__(self) -> None:
         self._rules = rules_for(self.phoenix_version)
         self.router = Router(self._channels)
-        self.presence = Presence(
+        self.presence = PresenceTracker(
             self.broadcast, order=self.presence_order, seed=self.presence_seed
         )
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "not started"
-        return f"<TestServer {where}>"
+        return f"<trio_phoenix.testing.TestServer {where}>"
 
     # -- addresses ----------------------------------------------------------------------------
 
