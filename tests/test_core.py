@@ -1550,6 +1550,69 @@ def test_ping_lost_on_disconnect_and_refused_while_disconnected() -> None:
     assert [e.reason for e in core.events() if isinstance(e, FrameDropped)] == ["unknown_topic"]
 
 
+def test_ping_carries_its_waiter_to_its_reply_and_its_loss() -> None:
+    class Recorder:
+        def set_value(self, value: Any) -> None: ...
+        def set_error(self, error: BaseException) -> None: ...
+
+    core = connected_core()
+    answered, lost = Recorder(), Recorder()
+    ref = core.ping(0, answered)
+    core.ping(0, lost)
+    core.receive(reply(None, ref, "phoenix"), 1)
+    (replied,) = core.events()
+    assert isinstance(replied, PingReplied)
+    assert replied.waiter is answered
+    core.connection_lost(2, 1006)
+    gone = core.events()[0]
+    assert isinstance(gone, PingLost)
+    assert gone.waiter is lost
+
+
+def test_reconnect_due_from_the_timer_until_the_next_connection_starts() -> None:
+    core = connected_core()
+
+    def due() -> bool:
+        return core.reconnect_due
+
+    assert not due()
+    core.connection_lost(1, 1006)
+    assert core.events() == [ReconnectScheduled(0.01, 1)]
+    assert not due()  # scheduled, not yet due
+    core.handle_timers(1.01)
+    assert core.events() == [ReconnectDue()]
+    assert due()
+    core.connection_started(1.02)
+    assert not due()
+
+
+def test_a_channel_core_is_a_handle_on_its_socket_core() -> None:
+    core = connected_core()
+    channel = core.channel(TOPIC)
+
+    def ended() -> bool:
+        return channel.ended
+
+    def join_called() -> bool:
+        return channel.join_called
+
+    assert not join_called()
+    assert not ended()
+    channel.join(0)
+    assert join_called()
+    core.receive(reply("1", "1", TOPIC), 0)
+    core.events()
+    push = channel.push("x", {}, 0)
+    channel.cancel_push(push)
+    assert stats(core).pending_replies == 0
+    leave = channel.leave(0)
+    assert leave is not None
+    assert leave is channel.leave_push
+    core.receive(reply("1", leave.ref, TOPIC), 0)
+    assert ended()
+    assert channel.close_reason == "left"
+
+
 # -- close -----------------------------------------------------------------------------------
 
 

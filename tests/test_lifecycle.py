@@ -74,10 +74,11 @@ async def test_open_socket_returns_once_connected(
             assert len(phoenix_server.connections) == 1
             assert socket.statistics().connects == 1
             assert socket.url == phoenix_server.url
-            # The supervisor (which also reads) runs in _run's own task.
+            # _run owns the nursery of the supervisor (which also reads), writer and timers.
             assert sorted(client_tasks()) == [
                 "trio_phoenix._socket.Socket._run",
                 "trio_phoenix._socket.Socket._run_timers",
+                "trio_phoenix._socket.Socket._supervise",
                 "trio_phoenix._socket.Socket._write",
             ]
         assert socket.statistics().state is SocketState.CLOSED

@@ -382,9 +382,9 @@ async def test_a_join_cancelled_as_its_ok_arrives_leaves_the_topic_free(
             with trio.CancelScope() as scope:
                 joined = channel._joined
 
-                def cancel_then_join(response: object, first: bool) -> None:
+                def cancel_then_join(response: object, rejoin: bool) -> None:
                     scope.cancel()  # delivered to the waiting join() first...
-                    joined(response, first)  # ...then the ok is processed
+                    joined(response, rejoin)  # ...then the ok is processed
 
                 channel._joined = cancel_then_join  # type: ignore[method-assign]
                 await channel.join()

@@ -8,34 +8,22 @@ abandons the join (the channel is left).
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import Any, Final, Protocol, final
 
 import attrs
 import trio
 
-from ._exceptions import (
-    ChannelClosed,
-    JoinError,
-    JoinTimeout,
-    PushError,
-    PushTimeout,
-    ReplyLost,
-    SocketClosed,
-)
 from ._options import check_trio_token
+from ._outcomes import closed_error, join_error, refused_error, stream_error
 from ._presence import Presence
 from ._subscription import DEFAULT_MAX_BUFFER_BYTES, OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
-from .proto import ChannelCore, ChannelState, Message, Push
+from .proto import ChannelCore, ChannelState, CloseReason, Message
 
-if TYPE_CHECKING:
-    from ._socket import Socket
-
-__all__ = ["DEFAULT_MAX_BUFFER", "Channel", "ChannelStatistics"]
+__all__ = ["DEFAULT_MAX_BUFFER", "Channel", "ChannelStatistics", "SocketLink"]
 
 #: Default number of messages a subscription buffers before its overflow policy applies.
 DEFAULT_MAX_BUFFER: Final = 1000
@@ -44,6 +32,17 @@ DEFAULT_MAX_BUFFER: Final = 1000
 _DEFAULT_PRESENCE_EVENTS: Final = frozenset({"presence_state", "presence_diff"})
 #: Shared, never mutated: a channel gets its own dict with its first presence view.
 _DEFAULT_LISTENERS: Final[dict[str, Presence]] = {}
+
+
+class SocketLink(Protocol):
+    """What a channel needs from its socket (the socket module imports this one, never the
+    other way round): its Trio token, its close timeout, and a pump to run after every
+    command given to the core."""
+
+    _trio_token: trio.lowlevel.TrioToken
+    _close_timeout: float
+
+    def _pump(self) -> None: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -70,13 +69,12 @@ class Channel:
     rejoins by itself with a new join ref; pushes made meanwhile wait in a buffer.
     """
 
-    def __init__(self, socket: Socket, core: ChannelCore) -> None:
+    def __init__(self, core: ChannelCore, socket: SocketLink) -> None:
+        self._core = core  # the protocol state: the core decides, this class waits
         self._socket = socket
-        self._core = core
-        core.context = self
+        core.owner = self
         self._subscriptions: list[tuple[frozenset[str] | None, Subscription[Message]]] = []
         self._join_waiter: Waiter | None = None
-        self._closed_waiter = Waiter()
         self._changed = Pulse()  # fired when the channel joins, errors or closes
         self._join_response: Any = None
         self._messages_received = 0
@@ -132,18 +130,17 @@ class Channel:
         """
         check_trio_token(self._socket._trio_token, "Channel.join()")
         await trio.lowlevel.checkpoint_if_cancelled()
-        socket = self._socket
         waiter = Waiter()
-        socket._core.join(self._core, trio.current_time())
+        self._core.join(trio.current_time())
         self._join_waiter = waiter
-        socket._pump()
+        self._socket._pump()
         try:
             return await waiter.wait()
         except trio.Cancelled:
             # Leave even if the ok reply came in after the cancellation was delivered: the
             # caller never learns that the join succeeded, so the channel must not stay joined.
-            socket._core.leave(self._core, trio.current_time())
-            socket._pump()
+            self._core.leave(trio.current_time())
+            self._socket._pump()
             raise
         finally:
             self._join_waiter = None
@@ -156,14 +153,17 @@ class Channel:
         """
         check_trio_token(self._socket._trio_token, "Channel.leave()")
         await trio.lowlevel.checkpoint_if_cancelled()
-        socket = self._socket
-        socket._core.leave(self._core, trio.current_time())
-        socket._pump()
-        if self._core.state is ChannelState.CLOSED and not self._closed_waiter.is_set:
+        core = self._core
+        core.leave(trio.current_time())
+        self._socket._pump()
+        if not core.join_called:
             # Never joined: there is nothing to leave and no end will be reported.
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
-        await self._closed_waiter.wait()
+        if core.ended:
+            await trio.lowlevel.checkpoint()
+        while not core.ended:
+            await self._changed.wait()
 
     async def wait_joined(self) -> None:
         """Wait until the channel is joined (returns at once if it is).
@@ -174,8 +174,8 @@ class Channel:
         check_trio_token(self._socket._trio_token, "Channel.wait_joined()")
         await trio.lowlevel.checkpoint()
         while self._core.state is not ChannelState.JOINED:
-            if self._closed_waiter.is_set:
-                raise ChannelClosed(self.topic, self._core.close_reason or "closed")
+            if self._core.ended:
+                raise closed_error(self.topic, self._core.close_reason)
             await self._changed.wait()
 
     async def __aenter__(self) -> Channel:
@@ -192,9 +192,8 @@ class Channel:
             # The block failed or is being cancelled: send the leave and let the socket finish
             # it (the reply or the channel's timeout ends it; closing the socket waits for it,
             # within the same close_timeout as the rest of its shutdown).
-            socket = self._socket
-            socket._core.leave(self._core, trio.current_time())
-            socket._pump()
+            self._core.leave(trio.current_time())
+            self._socket._pump()
             return
         # Leave within a bounded grace period.
         with trio.move_on_after(self._socket._close_timeout, shield=True):
@@ -222,18 +221,15 @@ class Channel:
         """
         check_trio_token(self._socket._trio_token, "Channel.push()")
         await trio.lowlevel.checkpoint_if_cancelled()
-        socket = self._socket
-        push = socket._core.push(
-            self._core, event, {} if payload is None else payload, trio.current_time()
-        )
-        waiter = Waiter()
-        push.context = waiter
-        socket._pump()
+        core = self._core
+        push = core.push(event, {} if payload is None else payload, trio.current_time())
+        push.waiter = waiter = Waiter()
+        self._socket._pump()
         try:
             return await waiter.wait()
         except trio.Cancelled:
-            socket._core.cancel_push(push)
-            socket._pump()
+            core.cancel_push(push)
+            self._socket._pump()
             raise
 
     # -- subscriptions ---------------------------------------------------------------------
@@ -265,8 +261,8 @@ class Channel:
                     print(message.payload)
         """
         check_trio_token(self._socket._trio_token, "Channel.subscribe()")
-        if self._core.state is ChannelState.CLOSED and self._core.join_called:
-            raise ChannelClosed(self.topic, self._core.close_reason or "closed")
+        if self._core.ended:
+            raise closed_error(self.topic, self._core.close_reason)
         subscription: Subscription[Message] = Subscription(
             max_buffer, overflow, max_buffer_bytes=max_buffer_bytes
         )
@@ -291,14 +287,12 @@ class Channel:
         key = (state_event, diff_event)
         view = self._presences.get(key)
         if view is None:
-            view = Presence(self, state_event, diff_event)
+            view = Presence(self._core, state_event, diff_event)
             self._presences[key] = view
             if self._listeners is _DEFAULT_LISTENERS:
                 self._listeners = {}
             self._listeners[state_event] = view
             self._listeners[diff_event] = view
-            if self._closed_waiter.is_set:
-                view._ended()  # no presence event can come any more
         return view
 
     def statistics(self) -> ChannelStatistics:
@@ -316,7 +310,7 @@ class Channel:
             + sum(sub.statistics().dropped for _, sub in self._subscriptions),
         )
 
-    # -- called by the socket's event pump -------------------------------------------------
+    # -- the core's events, dispatched by the socket's pump (proto.ChannelOwner) ------------
 
     def _deliver(self, message: Message, size: int = 0) -> None:
         self._messages_received += 1
@@ -330,10 +324,10 @@ class Channel:
             if events is None or event in events:
                 subscription.offer(message, size)
 
-    def _joined(self, response: Any, first: bool) -> None:
+    def _joined(self, response: Any, rejoin: bool) -> None:
         self._join_response = response
         self._changed.fire()
-        if first and self._join_waiter is not None:
+        if not rejoin and self._join_waiter is not None:
             self._join_waiter.set_value(response)
 
     def _errored(self) -> None:
@@ -341,53 +335,16 @@ class Channel:
 
     def _join_failed(self, status: str, response: Any) -> None:
         if self._join_waiter is not None:
-            self._join_waiter.set_error(JoinError(self.topic, response, status))
+            self._join_waiter.set_error(refused_error(self.topic, status, response))
 
-    def _ended(self, reason: str, payload: Any) -> None:
-        waiter = self._join_waiter
-        if waiter is not None:
-            if reason == "join_timeout":
-                timeout = self._core.timeout
-                waiter.set_error(
-                    JoinTimeout(f"no reply to the join of {self.topic!r} within {timeout} s")
-                )
-            elif reason == "socket_closed":
-                waiter.set_error(SocketClosed("the socket was closed while joining"))
-            else:
-                waiter.set_error(ChannelClosed(self.topic, reason, payload))
-        error = (
-            None
-            if reason in ("left", "socket_closed")
-            else ChannelClosed(self.topic, reason, payload)
-        )
+    def _ended(self, reason: CloseReason, payload: Any) -> None:
+        if self._join_waiter is not None:
+            self._join_waiter.set_error(
+                join_error(self.topic, reason, payload, self._core.timeout)
+            )
+        end = stream_error(self.topic, reason, payload)
         for _, subscription in self._subscriptions:
-            subscription.end(error)
+            subscription.end(end)
         for view in self._presences.values():
             view._ended()
-        self._closed_waiter.set_value(None)
         self._changed.fire()
-
-
-def resolve_push(push: Push, outcome: str, status: str | None, response: Any) -> None:
-    """Wake the task waiting on ``push`` with the outcome the core reported."""
-    waiter = push.context
-    if not isinstance(waiter, Waiter):
-        return
-    event = push.event
-    if outcome == "replied":
-        if status == "ok":
-            waiter.set_value(response)
-        else:
-            waiter.set_error(PushError(event, status or "error", response))
-    elif outcome == "timeout":
-        timeout = push.channel.timeout
-        shown = "" if timeout is None or math.isinf(timeout) else f" within {timeout} s"
-        waiter.set_error(PushTimeout(f"no reply to {event!r} on {push.channel.topic!r}{shown}"))
-    elif outcome == "channel_closed":
-        waiter.set_error(ChannelClosed(push.channel.topic, str(response or "closed")))
-    elif outcome == "reply_lost":
-        waiter.set_error(ReplyLost(event, response))
-    elif outcome == "socket_closed":
-        waiter.set_error(SocketClosed("the socket was closed before the reply arrived"))
-    else:  # "encode_error"
-        waiter.set_error(response)

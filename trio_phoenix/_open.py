@@ -90,6 +90,9 @@ async def open_socket(
                 user_error = exc
                 raise
             finally:
-                await socket.aclose()
+                # Bounded by close_timeout; shielded so that its final checkpoint cannot
+                # replace the block's own exception with Cancelled.
+                with trio.CancelScope(shield=True):
+                    await socket.aclose()
     except BaseExceptionGroup as group:
         raise_preferred(group, user_error)

@@ -11,19 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, final, overload
+from typing import Any, TypeVar, final, overload
 
 import trio
 
-from ._exceptions import ChannelClosed
+from ._outcomes import closed_error
 from ._subscription import OverflowPolicy, Subscription
 from ._sync import Pulse
-from .proto import Message, RemoteProtocolError
+from .proto import ChannelCore, Message, RemoteProtocolError
 from .proto._presence import PresenceChange, PresenceEntry, PresenceSynced
 from .proto._presence_view import PresenceSync
-
-if TYPE_CHECKING:
-    from ._channel import Channel
 
 __all__ = ["Presence"]
 
@@ -48,14 +45,13 @@ class Presence:
     new list, O(number of keys); ``state`` is a snapshot built once per change.
     """
 
-    def __init__(self, channel: Channel, state_event: str, diff_event: str) -> None:
-        self._channel = channel
+    def __init__(self, channel: ChannelCore, state_event: str, diff_event: str) -> None:
+        self._channel = channel  # the core's channel: its join ref and whether it ended
         self.state_event = state_event
         self.diff_event = diff_event
         self._sync = PresenceSync()
         self._subscriptions: list[Subscription[PresenceChange]] = []
         self._synced = Pulse()
-        self._closed = False
         self.malformed = 0
 
     def __repr__(self) -> str:
@@ -106,9 +102,8 @@ class Presence:
             ChannelClosed: the channel is closed and the view is not synced.
         """
         while not self.synced:
-            if self._closed:
-                reason = self._channel._core.close_reason or "closed"
-                raise ChannelClosed(self._channel.topic, reason)
+            if self._channel.ended:
+                raise closed_error(self._channel.topic, self._channel.close_reason)
             await self._synced.wait()
         await trio.lowlevel.checkpoint()
 
@@ -123,8 +118,8 @@ class Presence:
         Raises:
             ChannelClosed: the channel is already closed (no change can come any more).
         """
-        if self._closed:
-            raise ChannelClosed(self._channel.topic, self._channel._core.close_reason or "closed")
+        if self._channel.ended:
+            raise closed_error(self._channel.topic, self._channel.close_reason)
         subscription: Subscription[PresenceChange] = Subscription(max_buffer, overflow)
         self._subscriptions.append(subscription)
         try:
@@ -153,7 +148,6 @@ class Presence:
                 subscription.offer(change)
 
     def _ended(self) -> None:
-        self._closed = True
         self._synced.fire()  # wake wait_synced(): it can no longer succeed
         for subscription in self._subscriptions:
             subscription.end()

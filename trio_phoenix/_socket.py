@@ -22,13 +22,13 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from types import EllipsisType
-from typing import Any, Final, final
+from typing import Any, Final, assert_never, final
 
 import attrs
 import trio
 
 from . import _lifecycle as life
-from ._channel import Channel, resolve_push
+from ._channel import Channel
 from ._exceptions import ConnectError, ConnectTimeout, ReplyLost, SocketClosed
 from ._groups import raise_preferred
 from ._options import (
@@ -42,15 +42,18 @@ from ._options import (
     connect_args,
     is_permanent,
 )
+from ._outcomes import settle_push
 from ._subscription import OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
 from ._transport import Transport, TransportClosed, open_transport
 from .proto import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_TIMEOUT,
+    ChannelCore,
     ChannelEnded,
     ChannelErrored,
     ChannelJoined,
+    ChannelOwner,
     CloseTransport,
     FrameDropped,
     JoinFailed,
@@ -81,24 +84,6 @@ DEFAULT_MAX_MESSAGE_SIZE: Final = 10_000_000
 
 # Only open_socket() and connect_socket() build sockets: a socket nobody runs would hang.
 _CONSTRUCTOR_TOKEN: Final = object()
-
-
-class _ShieldThenStarted:
-    """The supervisor's ``task_status`` when it runs inline in ``Socket._run``: shields the
-    socket's tasks (if asked) and reports ``_run`` started."""
-
-    __slots__ = ("_shield", "_socket", "_status")
-
-    def __init__(self, socket: Socket, shield: bool, status: trio.TaskStatus[None]) -> None:
-        self._socket = socket
-        self._shield = shield
-        self._status = status
-
-    def started(self, value: None = None) -> None:
-        scope = self._socket._cancel_scope
-        assert scope is not None
-        scope.shield = self._shield
-        self._status.started()
 
 
 @final
@@ -170,12 +155,10 @@ class Socket:
         self._abort_reason: tuple[int, str] | None = None
         self._send_wakeup = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
-        self._reconnect_due = Waiter()
+        # Fired on every change of the core's connection state, and when a reconnect is due.
         self._state_changed = Pulse()
-        self._pings: dict[str, Waiter] = {}
         self._lifecycle: list[Subscription[life.LifecycleEvent]] = []
-        self._closing = False
-        self._closed = Waiter()
+        self._closing: trio.Event | None = None  # set by aclose() once it has closed
         self._last_error: ConnectError | None = None
         self._failure: BaseException | None = None
 
@@ -212,7 +195,7 @@ class Socket:
             core = self._core.channel(topic, params)
         else:
             core = self._core.channel(topic, params, timeout=timeout)
-        return Channel(self, core)
+        return Channel(core, self)
 
     async def wait_connected(self) -> None:
         """Wait until the socket is connected.
@@ -258,15 +241,13 @@ class Socket:
         """
         check_trio_token(self._trio_token, "Socket.ping()")
         await self.wait_connected()
-        ref = self._core.ping(trio.current_time())
         waiter = Waiter()
-        self._pings[ref] = waiter
+        ref = self._core.ping(trio.current_time(), waiter)
         self._pump()
         try:
             rtt: float = await waiter.wait()
             return rtt
         finally:
-            self._pings.pop(ref, None)
             self._core.cancel_ping(ref)
 
     @asynccontextmanager
@@ -289,12 +270,15 @@ class Socket:
 
     async def aclose(self) -> None:
         """Leave every channel (bounded by ``close_timeout``), close the connection with code
-        1000 and stop the socket's tasks. ``open_socket`` does this when its block ends."""
+        1000 and stop the socket's tasks. ``open_socket`` does this when its block ends.
+
+        Like trio's ``aclose`` methods, it closes the socket even when cancelled, and it is
+        always a checkpoint."""
         check_trio_token(self._trio_token, "Socket.aclose()")
-        if self._closing:
-            await self._closed.wait()
+        if self._closing is not None:
+            await self._closing.wait()
             return
-        self._closing = True
+        self._closing = closing = trio.Event()
         # One deadline for every step: the leaves (also those already under way) and the
         # closing handshake.
         deadline = trio.current_time() + self._close_timeout
@@ -302,8 +286,8 @@ class Socket:
             with trio.move_on_at(deadline, shield=True):
                 if self._core.connected:
                     async with trio.open_nursery() as nursery:
-                        for core in self._core.channels():
-                            nursery.start_soon(core.context.leave)
+                        for channel in self._core.channels():
+                            nursery.start_soon(_owner(channel).leave)
             self._core.close()
             self._pump()
             self._state_changed.fire()
@@ -316,17 +300,69 @@ class Socket:
         finally:
             if self._cancel_scope is not None:
                 self._cancel_scope.cancel()
-            self._closed.set_value(None)
+            closing.set()
+        # Closed: now a checkpoint (a socket that was not connected had none so far).
+        await trio.lowlevel.checkpoint()
 
     # -- the event pump ----------------------------------------------------------------------
 
     def _pump(self) -> None:
+        """Act on the core's events, then wake the writer and move the timer task's deadline.
+
+        The one dispatch of the core's events: each goes to the object it concerns (the
+        Trio ``Channel`` that owns a core channel, the task waiting on a push or a ping),
+        found through the core's own objects rather than a lookup table."""
         core = self._core
         for event in core.events():
-            if type(event) is MessageReceived:
-                event.channel.context._deliver(event.message, event.size)
-            else:
-                self._dispatch(event)
+            match event:
+                case MessageReceived():
+                    _owner(event.channel)._deliver(event.message, event.size)
+                case PushReplied() | PushTimedOut() | PushFailed():
+                    settle_push(event)
+                case ChannelJoined():
+                    _owner(event.channel)._joined(event.response, event.rejoin)
+                    logger.debug("joined %r (rejoin=%s)", event.topic, event.rejoin)
+                    self._emit_channel_event(event)
+                case JoinFailed():
+                    _owner(event.channel)._join_failed(event.status, event.response)
+                    logger.info("join of %r refused: %r", event.channel.topic, event.response)
+                case ChannelErrored():
+                    _owner(event.channel)._errored()
+                    logger.info("channel %r errored: %r", event.topic, event.payload)
+                    self._emit_channel_event(event)
+                case ChannelEnded():
+                    _owner(event.channel)._ended(event.reason, event.payload)
+                    logger.debug("channel %r closed (%s)", event.topic, event.reason)
+                    self._emit_channel_event(event)
+                case RejoinScheduled():
+                    self._emit_channel_event(event)
+                case ReconnectScheduled():
+                    logger.info("reconnecting in %.3f s (attempt %d)", event.delay, event.attempt)
+                    self._emit(event)
+                case ReconnectDue():
+                    self._state_changed.fire()  # the supervisor waits for core.reconnect_due
+                case CloseTransport():
+                    logger.warning("heartbeat timeout; closing the connection and reconnecting")
+                    self._emit(life.HeartbeatTimeout())
+                    self._abort_connection(event.code, event.reason)
+                case PingReplied():
+                    if event.waiter is not None:
+                        event.waiter.set_value(event.rtt)
+                case PingLost():
+                    if event.waiter is not None:
+                        event.waiter.set_error(ReplyLost("heartbeat", "connection_closed"))
+                case FrameDropped(reason="malformed"):
+                    logger.warning("ignored a malformed frame from the server: %s", event.error)
+                case FrameDropped():
+                    message = event.message
+                    logger.debug(
+                        "dropped a message (%s): topic=%r event=%r",
+                        event.reason,
+                        message.topic if message else None,
+                        message.event if message else None,
+                    )
+                case _ as unreachable:  # pragma: no cover
+                    assert_never(unreachable)
         if core.has_data_to_send:
             self._send_wakeup.set()
         scope = self._timer_scope
@@ -334,68 +370,6 @@ class Socket:
             deadline = core.next_deadline()
             if deadline is not None and deadline < scope.deadline:
                 scope.deadline = deadline
-
-    def _dispatch(self, event: object) -> None:
-        if type(event) is PushReplied:
-            resolve_push(event.push, "replied", event.status, event.response)
-        elif type(event) is PushTimedOut:
-            resolve_push(event.push, "timeout", None, None)
-        elif type(event) is PushFailed:
-            resolve_push(event.push, event.reason, None, event.detail)
-        elif type(event) is ChannelJoined:
-            channel = event.channel
-            assert channel is not None
-            channel.context._joined(event.response, not event.rejoin)
-            logger.debug("joined %r (rejoin=%s)", event.topic, event.rejoin)
-            self._emit_channel_event(event)
-        elif type(event) is JoinFailed:
-            event.channel.context._join_failed(event.status, event.response)
-            logger.info("join of %r refused: %r", event.channel.topic, event.response)
-        elif type(event) is ChannelErrored:
-            channel = event.channel
-            assert channel is not None
-            channel.context._errored()
-            logger.info("channel %r errored: %r", event.topic, event.payload)
-            self._emit_channel_event(event)
-        elif type(event) is ChannelEnded:
-            channel = event.channel
-            assert channel is not None
-            channel.context._ended(event.reason, event.payload)
-            logger.debug("channel %r closed (%s)", event.topic, event.reason)
-            self._emit_channel_event(event)
-        elif type(event) is RejoinScheduled:
-            self._emit_channel_event(event)
-        elif type(event) is ReconnectScheduled:
-            # A fresh event per schedule: after a heartbeat timeout the reconnect can come due
-            # while the dead connection is still being closed.
-            self._reconnect_due = Waiter()
-            logger.info("reconnecting in %.3f s (attempt %d)", event.delay, event.attempt)
-            self._emit(event)
-        elif type(event) is ReconnectDue:
-            self._reconnect_due.set_value(None)
-        elif type(event) is CloseTransport:
-            logger.warning("heartbeat timeout; closing the connection and reconnecting")
-            self._emit(life.HeartbeatTimeout())
-            self._abort_connection(event.code, event.reason)
-        elif type(event) is PingReplied:
-            waiter = self._pings.get(event.ref)
-            if waiter is not None:
-                waiter.set_value(event.rtt)
-        elif type(event) is PingLost:
-            waiter = self._pings.get(event.ref)
-            if waiter is not None:
-                waiter.set_error(ReplyLost("heartbeat", "connection_closed"))
-        elif type(event) is FrameDropped:
-            if event.reason == "malformed":
-                logger.warning("ignored a malformed frame from the server: %s", event.error)
-            else:
-                message = event.message
-                logger.debug(
-                    "dropped a message (%s): topic=%r event=%r",
-                    event.reason,
-                    message.topic if message else None,
-                    message.event if message else None,
-                )
 
     def _emit_channel_event(
         self,
@@ -436,15 +410,12 @@ class Socket:
                     nursery.start_soon(self._run_timers)
                     nursery.start_soon(self._write)
                     if wait_connected:
-                        # The supervisor runs in this task (one task fewer per socket) and
-                        # reports started itself, once the first connection is open.
-                        await self._supervise(
-                            task_status=_ShieldThenStarted(self, shield, task_status)
-                        )
+                        # Started once the first connection is open.
+                        await nursery.start(self._supervise)
                     else:
-                        self._cancel_scope.shield = shield
-                        task_status.started()
-                        await self._supervise()
+                        nursery.start_soon(self._supervise)
+                    self._cancel_scope.shield = shield
+                    task_status.started()
             except BaseExceptionGroup as group:
                 try:
                     raise_preferred(group, None)
@@ -475,7 +446,11 @@ class Socket:
             self._url, self._params, self._auth_token, self._core.serializer.vsn
         )
 
-    async def _supervise(self, *, task_status: _ShieldThenStarted | None = None) -> None:
+    async def _supervise(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open each connection and read it until it ends, then wait for the reconnect the
+        core schedules; report started once the first connection is open."""
         core = self._core
         started = False
         while not self._closed_for_good():
@@ -492,10 +467,9 @@ class Socket:
                 self._emit(life.Connected(connects=core.statistics().connects))
                 if not started:
                     started = True
-                    if task_status is not None:
-                        task_status.started()
+                    task_status.started()
                 code, reason = await self._run_connection(transport)
-                if self._closing:
+                if self._closing is not None:
                     # aclose() is finishing the closing handshake; it stops us after.
                     await trio.sleep_forever()
                 # Disconnected first: errored channels and the reconnect follow from it.
@@ -509,9 +483,9 @@ class Socket:
                 core.close()
                 self._pump()
                 self._state_changed.fire()
-            if not self._closed_for_good():
-                await self._reconnect_due.wait()
-        if not started and task_status is not None:
+            while not (self._closed_for_good() or core.reconnect_due):
+                await self._state_changed.wait()
+        if not started and task_status is not trio.TASK_STATUS_IGNORED:
             # open_socket is still waiting for the first connection: tell it why none came.
             raise self._last_error or SocketClosed("the socket was closed before it connected")
 
@@ -542,7 +516,6 @@ class Socket:
                 raise error from error.__cause__
             logger.warning("%s", error)
             self._last_error = error
-            self._reconnect_due = Waiter()
             self._core.connection_failed(trio.current_time())
             self._emit(life.ConnectFailed(error=error))
             self._pump()
@@ -566,7 +539,7 @@ class Socket:
             return code, reason
         finally:
             self._connection_scope = None
-            if not self._closing:  # else aclose() finishes the close and closes the stream
+            if self._closing is None:  # else aclose() finishes the close and closes the stream
                 self._transport = None
                 with trio.CancelScope(shield=True):
                     await transport.abort()
@@ -603,3 +576,10 @@ class Socket:
                 await transport.send_many(frames)
             except TransportClosed:
                 pass  # the reader sees the loss and reports it
+
+
+def _owner(channel: ChannelCore | None) -> ChannelOwner:
+    """The Trio ``Channel`` of a core channel (every channel of a socket has one)."""
+    assert channel is not None
+    assert channel.owner is not None
+    return channel.owner

@@ -12,6 +12,17 @@ from ._backoff import (
     phoenix_reconnect_after as phoenix_reconnect_after,
     phoenix_rejoin_after as phoenix_rejoin_after,
 )
+from ._channel_core import (
+    DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
+    ChannelCore as ChannelCore,
+    ChannelOwner as ChannelOwner,
+    CloseReason as CloseReason,
+    Push as Push,
+    PushFailure as PushFailure,
+    PushKind as PushKind,
+    SocketState as SocketState,
+    Waiter as Waiter,
+)
 from ._channel_state import (
     TRANSITIONS as TRANSITIONS,
     ChannelEvent as ChannelEvent,
@@ -20,12 +31,7 @@ from ._channel_state import (
 )
 from ._core import (
     DEFAULT_HEARTBEAT_INTERVAL as DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
-    ChannelCore as ChannelCore,
-    Push as Push,
-    PushKind as PushKind,
     SocketCore as SocketCore,
-    SocketState as SocketState,
     SocketStatistics as SocketStatistics,
 )
 from ._errors import (

@@ -42,13 +42,16 @@ from ._backoff import phoenix_reconnect_after, phoenix_rejoin_after
 from ._channel_core import (
     DEFAULT_TIMEOUT,
     ChannelCore,
-    ChannelRules,
+    CloseReason,
     Counters,
     Push,
+    PushFailure,
     PushKind,
     SocketState,
+    Waiter,
     check_timeout,
 )
+from ._channel_rules import ChannelRules
 from ._channel_state import ChannelEvent, ChannelState, next_state
 from ._errors import LocalProtocolError, RemoteProtocolError, SocketClosed
 from ._events import (
@@ -149,7 +152,7 @@ class SocketCore(ChannelRules):
         self._reconnect_timer = Timer(self._reconnect_due)
         self._heartbeat_timer = Timer(self._heartbeat_tick)
         self._heartbeat_ref: str | None = None
-        self._pings: dict[str, float] = {}
+        self._pings: dict[str, tuple[float, Waiter | None]] = {}  # ref -> (sent at, waiter)
         # Topic -> join ref of a channel whose leave Phoenix acknowledged: the phx_close it
         # sends next is expected, not a dropped message.
         self._left: dict[str, str | None] = {}
@@ -160,6 +163,12 @@ class SocketCore(ChannelRules):
     @property
     def state(self) -> SocketState:
         return self._state
+
+    @property
+    def reconnect_due(self) -> bool:
+        """Whether a reconnect was scheduled and its time has come (``ReconnectDue`` was
+        emitted and no connection was started since)."""
+        return self._state is SocketState.WAITING and self._reconnect_timer.deadline is None
 
     @property
     def connected(self) -> bool:
@@ -284,7 +293,10 @@ class SocketCore(ChannelRules):
         self._outbox = []
         for channel in list(self._channels.values()):
             self._end_channel(
-                channel, ChannelEvent.CLOSE, "socket_closed", failure="socket_closed"
+                channel,
+                ChannelEvent.CLOSE,
+                CloseReason.SOCKET_CLOSED,
+                failure=PushFailure.SOCKET_CLOSED,
             )
 
     def _disconnect(self, now: float, reason: str) -> None:
@@ -305,13 +317,13 @@ class SocketCore(ChannelRules):
             if state is ChannelState.JOINING or state is ChannelState.JOINED:
                 self._error_channel(channel, payload, now, rejoin=False)
             elif state is ChannelState.LEAVING:
-                self._end_channel(channel, ChannelEvent.LEAVE_DONE, "left")
+                self._end_channel(channel, ChannelEvent.LEAVE_DONE, CloseReason.LEFT)
             else:
                 self._timers.cancel(channel.rejoin_timer)
 
     def _lose_pings(self) -> None:
-        for ref in self._pings:
-            self._events.append(PingLost(ref))
+        for ref, (_, waiter) in self._pings.items():
+            self._events.append(PingLost(ref, waiter=waiter))
         self._pings.clear()
 
     def _schedule_reconnect(self, now: float) -> None:
@@ -347,8 +359,9 @@ class SocketCore(ChannelRules):
         )
         self._timers.schedule(self._heartbeat_timer, now + self.heartbeat_interval)
 
-    def ping(self, now: float) -> str:
-        """Send a heartbeat outside the schedule; a ``PingReplied`` event reports its round trip.
+    def ping(self, now: float, waiter: Waiter | None = None) -> str:
+        """Send a heartbeat outside the schedule; a ``PingReplied`` event reports its round trip
+        (or ``PingLost`` its loss), carrying ``waiter``.
 
         Raises:
             SocketClosed: the socket is not connected.
@@ -359,7 +372,7 @@ class SocketCore(ChannelRules):
         self._send(
             Message(join_ref=None, ref=ref, topic=PHOENIX_TOPIC, event=HEARTBEAT, payload={})
         )
-        self._pings[ref] = now
+        self._pings[ref] = (now, waiter)
         return ref
 
     def cancel_ping(self, ref: str) -> None:
@@ -386,8 +399,8 @@ class SocketCore(ChannelRules):
                 if message.topic == PHOENIX_TOPIC:
                     return
             elif ref in self._pings:
-                sent_at = self._pings.pop(ref)
-                self._events.append(PingReplied(ref, now - sent_at))
+                sent_at, waiter = self._pings.pop(ref)
+                self._events.append(PingReplied(ref, now - sent_at, waiter=waiter))
                 if message.topic == PHOENIX_TOPIC:
                     return
         channel = self._channels.get(message.topic)
@@ -407,7 +420,7 @@ class SocketCore(ChannelRules):
             self._on_server_error(channel, message, now)
         elif event == PHX_CLOSE:
             self._end_channel(
-                channel, ChannelEvent.CLOSE, "server_closed", payload=message.payload
+                channel, ChannelEvent.CLOSE, CloseReason.SERVER_CLOSED, payload=message.payload
             )
         else:
             self._events.append(MessageReceived(channel, message, len(frame)))

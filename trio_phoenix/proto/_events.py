@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._channel_core import CloseReason, PushFailure
 from ._message import Message
 
 if TYPE_CHECKING:
-    from ._channel_core import ChannelCore, Push
+    from ._channel_core import ChannelCore, Push, Waiter
 
 __all__ = [
     "ChannelEnded",
@@ -71,16 +72,13 @@ class PushTimedOut:
 class PushFailed:
     """A push ended without a reply: its channel closed, or its reply can no longer arrive.
 
-    ``reason`` is ``"channel_closed"`` (the channel was left or closed: the push was not sent,
-    or its reply was dropped with the channel), ``"reply_lost"`` (the connection dropped or the
-    server channel crashed after the push was sent: it may or may not have been processed),
-    ``"socket_closed"`` (the socket was closed by the application) or ``"encode_error"`` (a
-    buffered payload was changed after ``push`` accepted it and no longer encodes; ``detail``
-    is the ``EncodeError``; it was not sent).
+    ``reason`` says which (see ``PushFailure``); ``detail`` is the channel's close reason
+    (``CHANNEL_CLOSED``), what the server or the transport said (``REPLY_LOST``) or the
+    ``EncodeError`` (``ENCODE_ERROR``).
     """
 
     push: Push
-    reason: str
+    reason: PushFailure = attrs.field(converter=PushFailure)
     detail: Any = None
 
 
@@ -125,7 +123,7 @@ class ChannelEnded:
     server sent, if anything."""
 
     topic: str
-    reason: str
+    reason: CloseReason = attrs.field(converter=CloseReason)
     payload: Any = None
     #: The core's channel, for the I/O layer (``None`` in the lifecycle stream).
     channel: ChannelCore | None = attrs.field(default=None, kw_only=True, repr=False)
@@ -169,6 +167,8 @@ class PingReplied:
 
     ref: str
     rtt: float
+    #: What ``SocketCore.ping`` was given, to hand the round trip to.
+    waiter: Waiter | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -176,6 +176,7 @@ class PingLost:
     """The connection went away before the ping was answered."""
 
     ref: str
+    waiter: Waiter | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
 
 @attrs.frozen
