@@ -11,9 +11,12 @@ Run it::
     python examples/chat.py --interactive    # type yourself, on the embedded server
     python examples/chat.py --url ws://localhost:4000/socket --name ann   # a real Phoenix app
 
-Without ``--url`` no Phoenix is needed: ``trio_phoenix.testing`` runs a Phoenix-protocol server
+Without ``--url`` no Phoenix is needed: ``trio_phoenix.demo`` runs a Phoenix-protocol server
 in-process, with the chat room of the Phoenix channels guide (``new_msg`` broadcasts, presence)
 and two simulated users, alice and bob. With ``--url`` the lines come from stdin, typed or piped.
+
+The client itself is ``trio_phoenix.demo.chat`` (about 70 lines; ``trio-phoenix demo`` runs the
+same one): this script gives it lines, typed or scripted.
 """
 
 from __future__ import annotations
@@ -21,91 +24,13 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 
 import trio
 
-from trio_phoenix import (
-    Channel,
-    ChannelJoined,
-    Connected,
-    Disconnected,
-    LifecycleEvent,
-    Message,
-    PhoenixError,
-    PresenceChange,
-    PresenceJoin,
-    PresenceLeave,
-    PresenceSynced,
-    Subscription,
-    open_socket,
-)
-from trio_phoenix.testing import open_chat_demo
+from trio_phoenix.demo import chat, open_chat_demo
 
 ROOM = "room:lobby"
-
-
-async def chat(url: str, name: str, lines: AsyncIterable[str]) -> None:
-    """Chat in ``room:lobby`` as ``name``: push each line, print what happens; leave when the
-    lines end."""
-    async with open_socket(url, params={"user": name}) as socket:
-        print(f"* connected to {url}")
-        channel = socket.channel(ROOM, {"user": name})
-        # Subscribe before joining: nothing the server sends right after the join is missed.
-        async with (
-            socket.lifecycle() as events,
-            channel.subscribe("new_msg") as messages,
-            channel.presence().changes() as changes,
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(show_connection, events)
-            nursery.start_soon(show_messages, messages)
-            nursery.start_soon(show_presence, changes, channel, name)
-            async with channel:  # joins here; leaves at the end of the block
-                print(f"* joined {ROOM}: {channel.join_response}")
-                async for line in lines:
-                    if line == "/who":
-                        print("* online:", ", ".join(channel.presence().list(lambda key, _: key)))
-                    elif line:
-                        try:
-                            await channel.push("new_msg", {"body": line})  # the ok reply
-                        except PhoenixError as exc:  # error reply, timeout, reply lost...
-                            print(f"! not sent: {exc}")
-            print(f"* left {ROOM}")
-            nursery.cancel_scope.cancel()  # stop the printers
-
-
-async def show_messages(messages: Subscription[Message]) -> None:
-    """Print the room's chat messages (everyone's, ours included)."""
-    async for message in messages:
-        print(f"<{message.payload.get('user', '?')}> {message.payload.get('body')}")
-
-
-async def show_presence(changes: Subscription[PresenceChange], channel: Channel, me: str) -> None:
-    """Print who is online once the first presence state is in, then who comes and goes."""
-    synced = False
-    async for change in changes:
-        if isinstance(change, PresenceSynced):
-            if not synced:
-                print("* online:", ", ".join(channel.presence().list(lambda key, _: key)))
-            synced = True
-        elif not synced or change.key == me:
-            continue
-        elif isinstance(change, PresenceJoin) and change.current is None:
-            print(f"* {change.key} joined")
-        elif isinstance(change, PresenceLeave) and not change.current["metas"]:
-            print(f"* {change.key} left")
-
-
-async def show_connection(events: Subscription[LifecycleEvent]) -> None:
-    """Report the socket's ups and downs; the socket reconnects and rejoins by itself."""
-    async for event in events:
-        if isinstance(event, Disconnected):
-            print(f"* connection closed (code {event.code}); reconnecting")
-        elif isinstance(event, Connected) and event.connects > 1:
-            print("* reconnected")
-        elif isinstance(event, ChannelJoined) and event.rejoin:
-            print(f"* rejoined {event.topic}")
 
 
 async def typed_lines() -> AsyncIterator[str]:

@@ -103,7 +103,8 @@ def test_make_demo_runs_the_scripted_chat_to_completion() -> None:
 
 
 def test_cli_demo_prints_the_same_transcript_as_the_example() -> None:
-    """``trio-phoenix demo`` runs the package's copy of the chat client: same output."""
+    """``trio-phoenix demo`` and ``examples/chat.py`` run the same client
+    (``trio_phoenix.demo.chat``) on the same demo: the same output."""
 
     def normalized(lines: list[str]) -> list[str]:
         return sorted(re.sub(r"127\.0\.0\.1:\d+", "HOST", line) for line in lines)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+from conftest import client_tasks
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from trio_phoenix import (
@@ -34,6 +35,7 @@ from trio_phoenix import (
     Message,
     PushError,
     ReconnectScheduled,
+    Socket,
     SocketClosed,
     SocketState,
     Subscription,
@@ -338,6 +340,38 @@ async def test_refused_connections_show_in_the_lifecycle(
                 await socket.channel("echo:never").join()
             assert scope.cancelled_caught
         assert socket.statistics().state is SocketState.CLOSED
+
+
+@pytest.mark.parametrize("reconnect_after", [None, 3600.0])
+async def test_leaving_the_block_right_after_a_connect_failure_raises_the_callers_error(
+    closed_port: int, reconnect_after: float | None, autojump_clock: trio.abc.Clock
+) -> None:
+    """The block ends while the socket is still handling its first failure (no checkpoint in
+    between, as ``trio-phoenix push`` to a closed port does): the caller's own exception comes
+    out, and the socket closes without an internal error."""
+
+    class Gave(Exception):
+        pass
+
+    url = f"ws://127.0.0.1:{closed_port}/socket"
+    sockets: list[Socket] = []
+
+    async def give_up_on_the_first_failure() -> None:
+        async with (
+            open_socket(
+                url, wait_connected=False, reconnect_after=lambda attempt: reconnect_after
+            ) as socket,
+            socket.lifecycle() as events,
+        ):
+            sockets.append(socket)
+            async for event in events:
+                if isinstance(event, ConnectFailed):
+                    raise Gave
+
+    with trio.fail_after(LIMIT), pytest.raises(Gave):
+        await give_up_on_the_first_failure()
+    assert sockets[0].state is SocketState.CLOSED
+    assert client_tasks() == []
 
 
 async def test_http_urls_are_mapped_to_ws(

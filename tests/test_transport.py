@@ -106,19 +106,19 @@ async def test_frames_both_ways_and_close_codes(
             assert transport.subprotocol is None
             still_open = transport.closed
             assert still_open is None
-            await transport.send('[null,"1","phoenix","heartbeat",{}]')
-            assert await transport.receive() == (
+            await transport.send_many(['[null,"1","phoenix","heartbeat",{}]'])
+            assert await transport.receive_batch() == [
                 '[null,"1","phoenix","phx_reply",{"response":{},"status":"ok"}]'
-            )
+            ]
             phoenix_server.accepted_connections[0].close(4000, "custom")
             with pytest.raises(TransportClosed) as info:
-                await transport.receive()
+                await transport.receive_batch()
             assert (info.value.code, info.value.reason) == (4000, "custom")
             closed = transport.closed
             assert closed is not None
             assert closed.code == 4000
             with pytest.raises(TransportClosed):
-                await transport.send("[]")
+                await transport.send_many(["[]"])
             await transport.abort()
             nursery.cancel_scope.cancel()
 
@@ -131,7 +131,7 @@ async def test_a_dropped_connection_closes_with_1006(
             transport = await open_transport(endpoint(phoenix_server), max_message_size=MAX)
             (await phoenix_server.wait_connections(1)).drop()
             with pytest.raises(TransportClosed) as info:
-                await transport.receive()
+                await transport.receive_batch()
             assert info.value.code == 1006
             await transport.abort()
             nursery.cancel_scope.cancel()
@@ -189,7 +189,7 @@ async def test_wss_verifies_certificates(
             assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
             assert trio.current_time() == 0
             transport = await open_transport(url, ssl_context=trusting, max_message_size=MAX)
-            await transport.send("over TLS")
-            assert await transport.receive() == "over TLS"
+            await transport.send_many(["over TLS"])
+            assert await transport.receive_batch() == ["over TLS"]
             await transport.abort()
             nursery.cancel_scope.cancel()

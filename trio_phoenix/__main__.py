@@ -301,10 +301,6 @@ async def _connected(
                     break
                 if isinstance(event, ConnectFailed):
                     if not args.retry:
-                        # Let the socket's supervisor settle into its (long) reconnect wait
-                        # first: closing a socket that never connected while it is still
-                        # handling the failure raises an internal RuntimeError (a client bug).
-                        await trio.sleep(0.05)
                         raise _Failure(str(event.error), EXIT_CONNECT)
                     _note(f"{event.error}; retrying")
             policy.connected = True
@@ -372,7 +368,7 @@ async def _push(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     """``serve``: the demo server (and optionally its simulated users) until Ctrl-C."""
-    from .testing import DEMO_USERS, open_chat_demo
+    from .demo import DEMO_USERS, open_chat_demo
 
     users = DEMO_USERS if args.bots else ()
     async with open_chat_demo(users, token=args.token, host=args.host, port=args.port) as d:
@@ -396,7 +392,7 @@ async def _until_stopped() -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     """``demo``: the scripted chat demo of ``make demo``."""
-    from .testing import run_chat_demo
+    from .demo import run_chat_demo
 
     trio.run(lambda: run_chat_demo(name=args.name, pace=args.pace))
     return EXIT_OK

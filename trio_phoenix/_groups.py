@@ -2,7 +2,8 @@
 
 Trio's nurseries wrap every exception in an ExceptionGroup. Our ``open_*`` context managers
 own a nursery only to host background tasks, so a user who raises inside the block should get
-that very exception back, as from trio-websocket's ``open_websocket``. One exception outranks
+that very exception back, as from trio-websocket's ``open_websocket``: they all open that
+nursery with ``owning_nursery``. One exception outranks
 the user's: a ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``,
 ``SystemExit``) from any task is raised as itself, never hidden behind the ``SocketClosed`` it
 caused.
@@ -10,14 +11,36 @@ caused.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import NoReturn
 
 import trio
 
 from ._exceptions import SocketClosed
 
-__all__ = ["raise_preferred"]
+__all__ = ["owning_nursery", "raise_preferred"]
+
+
+@asynccontextmanager
+async def owning_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery for the background tasks of an ``open_*`` block.
+
+    When the block ends its tasks are cancelled; an exception from the block comes out as
+    itself, an internal one as itself too when it is the only one (see ``raise_preferred``).
+    """
+    user_error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                yield nursery
+            except BaseException as exc:
+                user_error = exc
+                raise
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise_preferred(group, user_error)
 
 
 def raise_preferred(

@@ -17,7 +17,7 @@ from typing import Unpack
 
 import trio
 
-from ._groups import raise_preferred
+from ._groups import owning_nursery
 from ._options import SocketOptions
 from ._socket import _CONSTRUCTOR_TOKEN, Socket
 
@@ -77,22 +77,13 @@ async def open_socket(
     """
     socket = Socket(url, _token=_CONSTRUCTOR_TOKEN, **options)
     deadline = trio.current_effective_deadline()
-    user_error: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            with socket._timeout_tells_why(deadline):
-                await nursery.start(
-                    partial(socket._run, wait_connected=wait_connected, shield=True)
-                )
-            try:
-                yield socket
-            except BaseException as exc:
-                user_error = exc
-                raise
-            finally:
-                # Bounded by close_timeout; shielded so that its final checkpoint cannot
-                # replace the block's own exception with Cancelled.
-                with trio.CancelScope(shield=True):
-                    await socket.aclose()
-    except BaseExceptionGroup as group:
-        raise_preferred(group, user_error)
+    async with owning_nursery() as nursery:
+        with socket._timeout_tells_why(deadline):
+            await nursery.start(partial(socket._run, wait_connected=wait_connected, shield=True))
+        try:
+            yield socket
+        finally:
+            # Bounded by close_timeout; shielded so that its final checkpoint cannot replace
+            # the block's own exception with Cancelled.
+            with trio.CancelScope(shield=True):
+                await socket.aclose()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 from typing import Final, Generic, Literal, TypeVar
 
 import attrs
@@ -65,7 +64,6 @@ class Subscription(trio.abc.ReceiveChannel[T], Generic[T]):
         self,
         max_buffer: int,
         overflow: OverflowPolicy,
-        accepts: Callable[[T], bool] | None = None,
         *,
         max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
     ) -> None:
@@ -79,7 +77,6 @@ class Subscription(trio.abc.ReceiveChannel[T], Generic[T]):
         self.max_buffer = max_buffer
         self.max_buffer_bytes = max_buffer_bytes
         self.overflow = overflow
-        self.accepts = accepts
         self._gap: _Gap | None = None
         self._delivered = 0
         self._dropped = 0

@@ -16,7 +16,6 @@ ends.
 from __future__ import annotations
 
 import ssl
-from collections import deque
 from collections.abc import Sequence
 from typing import Final
 from urllib.parse import urlsplit
@@ -83,7 +82,6 @@ class Transport:
         self._close_received = trio.Event()
         self._done = False  # the reader must stop: close received, 1009, protocol error, EOF
         self._reading = False
-        self._unread: deque[Frame] | None = None  # only used by receive()
 
     @property
     def closed(self) -> TransportClosed | None:
@@ -112,9 +110,6 @@ class Transport:
         event = TextMessage(data=frame) if isinstance(frame, str) else BytesMessage(data=frame)
         return self._ws.send(event)
 
-    async def send(self, frame: Frame) -> None:
-        await self.send_many([frame])
-
     async def send_many(self, frames: Sequence[Frame]) -> None:
         """Send ``frames`` in order, in one write."""
         if self._closed is not None:
@@ -128,12 +123,6 @@ class Transport:
             self._closed = TransportClosed(1006, None)
         self._done = True
         self._close_received.set()
-
-    async def receive(self) -> Frame:
-        """The next message (``receive_batch`` is cheaper when many arrive together)."""
-        if not self._unread:
-            self._unread = deque(await self.receive_batch())
-        return self._unread.popleft()
 
     async def receive_batch(self) -> list[Frame]:
         """Every complete message of the next read (at least one).

@@ -3,7 +3,7 @@
 import trio
 
 from trio_phoenix import PushError, open_socket
-from trio_phoenix.testing import open_chat_demo
+from trio_phoenix.demo import open_chat_demo
 
 
 async def main() -> None:

@@ -3,7 +3,8 @@
 import trio
 
 from trio_phoenix import ChannelJoined, Disconnected, open_socket
-from trio_phoenix.testing import demo_socket_id, open_chat_demo
+from trio_phoenix.demo import open_chat_demo
+from trio_phoenix.testing import demo_socket_id
 
 
 async def main() -> None:

@@ -16,19 +16,13 @@ The pytest plugin (registered automatically) provides the ``phoenix_server`` and
 from ..proto._public import publish as _publish
 from ._channel import ChannelSocket as ChannelSocket, SocketRef as SocketRef
 from ._connection import ServerConnection as ServerConnection
-from ._demo import (
+from ._endpoint import (
     DEMO_ROOM as DEMO_ROOM,
-    DEMO_USERS as DEMO_USERS,
-    ChatClient as ChatClient,
-    ChatDemo as ChatDemo,
     EchoChannel as EchoChannel,
     RoomChannel as RoomChannel,
     demo_channels as demo_channels,
-    demo_chat as demo_chat,
     demo_connect as demo_connect,
     demo_socket_id as demo_socket_id,
-    open_chat_demo as open_chat_demo,
-    run_chat_demo as run_chat_demo,
 )
 from ._factory import PhoenixServerFactory as PhoenixServerFactory
 from ._handlers import (

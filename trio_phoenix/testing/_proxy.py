@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 import trio
 
-from .._groups import raise_preferred
+from .._groups import owning_nursery
 from ._faults import Gate
 
 __all__ = ["FaultProxy", "ProxyConnection", "ProxyStatistics", "open_fault_proxy"]
@@ -267,16 +267,6 @@ async def open_fault_proxy(
 ) -> AsyncIterator[FaultProxy]:
     """Run a `FaultProxy` for the duration of an ``async with`` block."""
     proxy = FaultProxy(target_host, target_port, host=host, port=port)
-    user_error: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(proxy.run)
-            try:
-                yield proxy
-            except BaseException as exc:
-                user_error = exc
-                raise
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        raise_preferred(group, user_error)
+    async with owning_nursery() as nursery:
+        await nursery.start(proxy.run)
+        yield proxy

@@ -27,7 +27,7 @@ import trio
 from trio_phoenix.proto._message import Message
 from trio_phoenix.proto._serializer import Frame, Serializer
 
-from .._groups import raise_preferred
+from .._groups import owning_nursery
 from ._connection import ServerConnection
 from ._faults import GatedStream
 from ._handlers import ChannelFactory, Router, check_payload
@@ -542,16 +542,6 @@ async def open_test_server(
         ...     ...  # connect a client to server.url
     """
     server = TestServer(channels, **options)
-    user_error: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(server.run)
-            try:
-                yield server
-            except BaseException as exc:
-                user_error = exc
-                raise
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        raise_preferred(group, user_error)
+    async with owning_nursery() as nursery:
+        await nursery.start(server.run)
+        yield server
