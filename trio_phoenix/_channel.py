@@ -1,7 +1,9 @@
 """Channel: join, push, leave and subscribe on one topic, over the sans-IO ``ChannelCore``.
 
 All protocol decisions are the core's; this module waits for their outcomes and turns them
-into return values and exceptions. Every waiting call honours the caller's cancel scopes: a
+into return values and exceptions (``_outcomes``). A ``Channel`` holds its own ``ChannelCore``
+and gives it its commands directly; from its socket it needs only what ``SocketLink`` names,
+so this module never imports ``_socket``. Every waiting call honours the caller's cancel scopes: a
 cancelled push is removed from the core (no pending entry survives it), a cancelled join
 abandons the join (the channel is left).
 """

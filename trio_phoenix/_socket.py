@@ -4,8 +4,10 @@ Rules this module keeps:
 
 1. The sans-IO ``SocketCore`` decides; this module only moves bytes and time. After every call
    into the core, ``_pump()`` dispatches the core's events (wake waiters, feed subscribers) and
-   wakes the writer and timer tasks. Nothing in ``_pump()`` blocks.
-2. Three tasks per socket, all inside the socket's own nursery: the supervisor (opens each
+   wakes the writer and timer tasks. Nothing in ``_pump()`` blocks. It is the only dispatch of
+   core events in the Trio layer: one ``match``, typed, reaching the Trio ``Channel`` through
+   ``ChannelCore.owner`` and a caller's waiter through ``Push.waiter``.
+2. Three tasks per socket, in the nursery of ``_run``: the supervisor (opens each
    connection and reads it until it ends), the writer (sends the core's frames on the current
    connection, all queued frames in one write) and the timer task (feeds
    ``trio.current_time()`` to the core when its next deadline passes). Only the writer writes,

@@ -3,6 +3,10 @@
 No Trio, no sockets, no clocks: messages and serializers, URL building, the channel state
 machine, the socket core (refs, pending replies, push buffering, stale join refs, heartbeats,
 reconnect and rejoin backoff, routing) and presence sync. Time comes in as ``now``.
+
+An I/O layer drives ``SocketCore`` with commands, frames and the time, sends what
+``data_to_send()`` returns and acts on the typed events of ``events()``; it may hang its own
+objects on the core's (``ChannelCore.owner``, ``Push.waiter``) to find whom an event is for.
 """
 
 from ._backoff import (
