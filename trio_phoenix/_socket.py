@@ -317,8 +317,10 @@ class Socket:
         core = self._core
         for event in core.events():
             match event:
-                case MessageReceived():
-                    _owner(event.channel)._deliver(event.message, event.size)
+                case MessageReceived():  # the hot path: no helper call
+                    owner = event.channel.owner
+                    assert owner is not None
+                    owner._deliver(event.message, event.size)
                 case PushReplied() | PushTimedOut() | PushFailed():
                     settle_push(event)
                 case ChannelJoined():
