@@ -10,6 +10,7 @@ import logging as _logging
 
 from .proto import (
     ChannelState as ChannelState,
+    CloseReason as CloseReason,
     Message as Message,
     PresenceChange as PresenceChange,
     PresenceJoin as PresenceJoin,
