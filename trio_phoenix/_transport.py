@@ -372,7 +372,7 @@ def _status_of(head: bytes) -> tuple[int | None, int]:
     return status, length
 
 
-def _rejection(url: str, status: int | None, body: bytes) -> ConnectError:
+def rejection(url: str, status: int | None, body: bytes) -> ConnectError:
     parts = urlsplit(url)
     hint = ""
     if status == 404:
@@ -411,7 +411,7 @@ async def _handshake(
             if isinstance(event, Response):
                 exc = protocol.handshake_exc
                 if isinstance(exc, InvalidStatus):
-                    raise _rejection(url, event.status_code, bytes(event.body))
+                    raise rejection(url, event.status_code, bytes(event.body))
                 if exc is not None:
                     raise ConnectError(f"WebSocket handshake with {where} failed: {exc}") from None
                 return event, events[index + 1 :]  # frames that came with the response
@@ -428,7 +428,7 @@ async def _handshake(
             # The protocol reads a body to its end (or gives up on a large one); we read at
             # most MAX_REJECTION_BODY bytes of it.
             if not data or len(body) >= min(bound, MAX_REJECTION_BODY):
-                raise _rejection(url, status, body)
+                raise rejection(url, status, body)
         elif protocol.handshake_exc is not None:
             raise ConnectError(
                 f"WebSocket handshake with {where} failed: {protocol.handshake_exc}"
