@@ -16,7 +16,7 @@ import pytest
 import trio
 from raw_hostile import frame, open_raw_server
 
-from trio_phoenix import ConnectError, Connected, Disconnected, open_socket
+from trio_phoenix import Connected, ConnectError, Disconnected, open_socket
 from trio_phoenix._transport import open_transport
 
 LIMIT = 30
