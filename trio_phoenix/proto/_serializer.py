@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from types import ModuleType
 from typing import Any, Final, Literal, Protocol
@@ -125,17 +124,22 @@ try:
 except ImportError:  # pragma: no cover - the fast extra is not installed
     _orjson = None
 
-_long_digits: Final = re.compile(r"\d{20}").search
 #: Below this many brackets, a frame nests less deep than the stdlib decoder's limit.
 _FEW_BRACKETS: Final = 500
+#: Every digit to ``0``, everything else to a space: a run of 20 digits becomes 20 zeros.
+_DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_DIGITS: Final = b"0" * 20
 
 
 def _load_orjson(frame: str) -> Any:
     """orjson where its result is the stdlib's; the stdlib where it refuses or could differ."""
     assert _orjson is not None
-    if frame.count("[") + frame.count("{") < _FEW_BRACKETS and not _long_digits(frame):
+    data = frame.encode("utf-8", "surrogatepass")
+    if data.count(b"[") + data.count(b"{") < _FEW_BRACKETS and _LONG_DIGITS not in data.translate(
+        _DIGITS_ONLY
+    ):
         try:
-            return _orjson.loads(frame)
+            return _orjson.loads(data)
         except _orjson.JSONDecodeError:
             pass  # the stdlib decides, with its own message
     return _load_stdlib(frame)
