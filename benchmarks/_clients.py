@@ -56,7 +56,10 @@ async def inbound_phoenix(
     async with _open_socket(port, transport) as socket:
         channel = socket.channel(TOPIC)
         async with (
-            channel.subscribe(BROADCAST_EVENT, max_buffer=count + 1) as messages,
+            # Room for every broadcast, in count and in bytes: the rate is measured, not drops.
+            channel.subscribe(
+                BROADCAST_EVENT, max_buffer=count + 1, max_buffer_bytes=(count + 1) * (size + 256)
+            ) as messages,
             channel,
         ):
             received = 0
