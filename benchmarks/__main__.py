@@ -21,7 +21,7 @@ import attrs
 from ._harness import server_process
 from ._presence import PresenceConfig, presence
 from ._report import Row, environment, format_table, load
-from ._suites import SUITES, Config
+from ._suites import OWN_TABLE, SUITES, Config
 
 PRESENCE = "presence"
 
@@ -71,12 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(load(), flush=True)
     started = time.perf_counter()
     rows: list[Row] = []
+    engine_rows: list[Row] = []
     servers = [name for name in names if name != PRESENCE]
     if servers:
         with server_process() as port:
             for name in servers:
                 print(f"{name}...", file=sys.stderr, flush=True)
-                rows += SUITES[name](port, config)
+                if name in OWN_TABLE:
+                    engine_rows += SUITES[name](port, config)
+                else:
+                    rows += SUITES[name](port, config)
     presence_rows: list[Row] = []
     if PRESENCE in names:
         print(f"{PRESENCE}...", file=sys.stderr, flush=True)
@@ -93,6 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print()
         print(format_table(rows))
+    if engine_rows:
+        print()
+        print(
+            "engine, JSON decoder and compression: candidate / baseline as each row names them "
+            "(the trio_phoenix column is the candidate), same run, medians of the runs"
+        )
+        print()
+        print(format_table(engine_rows, baseline="baseline"))
     if presence_rows:
         print()
         print(
@@ -112,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {
                     "environment": environment(),
                     "rows": [row.as_dict() for row in rows],
+                    "engine_rows": [row.as_dict() for row in engine_rows],
                     "presence_rows": [row.as_dict() for row in presence_rows],
                 },
                 out,

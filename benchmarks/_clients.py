@@ -16,6 +16,7 @@ import trio
 import trio_websocket
 
 import trio_phoenix
+from trio_phoenix._transports import TransportName
 
 from ._wire import (
     BROADCAST_EVENT,
@@ -32,8 +33,10 @@ _loads = json.loads
 _perf_ns = time.perf_counter_ns
 
 
-def _open_socket(port: int) -> AbstractAsyncContextManager[trio_phoenix.Socket]:
-    return trio_phoenix.open_socket(mount_url(port))
+def _open_socket(
+    port: int, transport: TransportName = "websocket"
+) -> AbstractAsyncContextManager[trio_phoenix.Socket]:
+    return trio_phoenix.open_socket(mount_url(port), transport=transport)
 
 
 async def _raw_join(ws: Any, topic: str = TOPIC, join_ref: str = "1") -> None:
@@ -46,12 +49,17 @@ async def _raw_join(ws: Any, topic: str = TOPIC, join_ref: str = "1") -> None:
 # -- inbound: N broadcasts delivered to a consumer ------------------------------------------
 
 
-async def inbound_phoenix(port: int, count: int, size: int) -> float:
+async def inbound_phoenix(
+    port: int, count: int, size: int, transport: TransportName = "websocket"
+) -> float:
     """Broadcasts per second delivered to a ``channel.subscribe()`` consumer."""
-    async with _open_socket(port) as socket:
+    async with _open_socket(port, transport) as socket:
         channel = socket.channel(TOPIC)
         async with (
-            channel.subscribe(BROADCAST_EVENT, max_buffer=count + 1) as messages,
+            # Room for every broadcast, in count and in bytes: the rate is measured, not drops.
+            channel.subscribe(
+                BROADCAST_EVENT, max_buffer=count + 1, max_buffer_bytes=(count + 1) * (size + 256)
+            ) as messages,
             channel,
         ):
             received = 0

@@ -149,7 +149,7 @@ def environment() -> str:
     """One line on the machine and the versions measured."""
     packages = ", ".join(
         f"{name} {_version(name)}"
-        for name in ("trio-phoenix", "trio", "trio-websocket", "wsproto")
+        for name in ("trio-phoenix", "trio", "trio-websocket", "wsproto", "websockets", "orjson")
     )
     return (
         f"{_cpu_model()} x{os.cpu_count()}, {platform.system()} {platform.release()}; "

@@ -14,6 +14,7 @@ import attrs
 import trio
 
 from . import _clients as clients
+from ._engine import engine_rows
 from ._harness import run_json
 from ._report import Row
 from ._wire import KB, SMALL
@@ -263,9 +264,25 @@ def scale(port: int, config: Config) -> list[Row]:
     return rows
 
 
+def engine(port: int, config: Config) -> list[Row]:
+    """The engine, JSON decoder and compression rows (candidate / baseline, each named)."""
+    try:
+        import orjson  # noqa: F401
+    except ImportError:
+        have_orjson = False
+    else:
+        have_orjson = True
+    return engine_rows(
+        port, config.runs, config.inbound_small, config.inbound_kb, orjson=have_orjson
+    )
+
+
 SUITES: dict[str, Callable[[int, Config], list[Row]]] = {
     "inbound": inbound,
     "roundtrip": round_trip,
     "scale": scale,
     "channels": channels,
+    "engine": engine,
 }
+#: Groups whose rows compare two variants of trio_phoenix (a table of their own).
+OWN_TABLE: frozenset[str] = frozenset({"engine"})

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import struct
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -48,6 +49,10 @@ class RawConnection:
     received: list[list[Any]] = attrs.Factory(list)
     joined: trio.Event = attrs.Factory(trio.Event)
     lock: trio.Lock = attrs.Factory(trio.Lock)
+    #: How many frames came compressed (RSV1, permessage-deflate), and their wire bytes.
+    compressed_frames: int = 0
+    compressed_bytes: int = 0
+    _inflater: Any = attrs.Factory(lambda: zlib.decompressobj(wbits=-15))
 
     async def send_raw(self, data: bytes) -> None:
         async with self.lock:
@@ -81,8 +86,12 @@ class RawConnection:
         elif size == 127:
             (size,) = struct.unpack("!Q", await self._read(8))
         mask = await self._read(4) if second & 0x80 else b"\0\0\0\0"
-        data = await self._read(size)
-        return first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(await self._read(size)))
+        if first & 0x40:  # permessage-deflate (the client keeps its context)
+            self.compressed_frames += 1
+            self.compressed_bytes += len(data)
+            data = self._inflater.decompress(data + b"\x00\x00\xff\xff")
+        return first & 0x0F, data
 
     async def serve(self, topics_to_join: int) -> None:
         while True:
@@ -118,6 +127,12 @@ class RawServer:
     connections: list[RawConnection] = attrs.Factory(list)
     connected: trio.Event = attrs.Factory(trio.Event)
     reject_status: int | None = None
+    #: Sent in the same write as the 101 response (frames the client must not lose).
+    greeting: bytes = b""
+    #: The ``Sec-WebSocket-Extensions`` value of the 101 response (none if empty).
+    extensions: bytes = b""
+    #: Whether connections answer joins, heartbeats and echoes (else the test drives them).
+    serving: bool = True
     rejected_bytes_sent: list[int] = attrs.Factory(list)
     rejection_ended: trio.Event = attrs.Factory(trio.Event)
 
@@ -150,14 +165,25 @@ class RawServer:
                 if name.strip().lower() == b"sec-websocket-key":
                     key = value.strip()
             accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+            extensions = b""
+            if self.extensions:
+                extensions = b"Sec-WebSocket-Extensions: " + self.extensions + b"\r\n"
             await stream.send_all(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + accept
+                + b"\r\n"
+                + extensions
+                + b"\r\n"
+                + self.greeting
             )
             connection = RawConnection(stream, bytearray(rest))
             self.connections.append(connection)
             self.connected.set()
-            await connection.serve(self.topics_to_join)
+            if self.serving:
+                await connection.serve(self.topics_to_join)
+            else:
+                await trio.sleep_forever()
         except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:

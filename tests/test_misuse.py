@@ -242,6 +242,14 @@ SOCKET_MISUSES: dict[str, tuple[Any, dict[str, Any], type[Exception], str]] = {
     "header-crlf": (WS, {"headers": {"X-A": "1\r\nX-B: 2"}}, InvalidHeader, r"'X-A'.*CR, LF"),
     "header-latin-1": (WS, {"headers": {"X-A": "\u2713"}}, InvalidHeader, r"outside Latin-1"),
     "header-name": (WS, {"headers": [("X A", "1")]}, InvalidHeader, r"valid HTTP header name"),
+    "transport": (WS, {"transport": "longpol"}, ValueError, r'transport must be one of "websock'),
+    "compress": (WS, {"compress": 1}, TypeError, r"compress must be True or False"),
+    "compress-transport": (
+        WS,
+        {"compress": True, "transport": "trio-websocket"},
+        ValueError,
+        r'compress=True needs transport="websocket"',
+    ),
     "password-with-slash": ("ws://ann:pa/ss@{host}/socket", {}, InvalidURL, r"percent-encode"),
 }
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import trio
 import trustme
+from raw_hostile import frame, open_raw_server
 from trio_websocket import WebSocketRequest, serve_websocket
 
 from trio_phoenix import ConnectError
@@ -193,3 +194,99 @@ async def test_wss_verifies_certificates(
             assert await transport.receive_batch() == ["over TLS"]
             await transport.abort()
             nursery.cancel_scope.cancel()
+
+
+# -- the engine's edges, against a raw server ---------------------------------------------------
+
+
+async def test_frames_that_come_with_the_101_are_delivered() -> None:
+    async with open_raw_server() as server:
+        server.greeting = frame(0x1, b"first") + frame(0x2, b"second")
+        server.serving = False
+        with trio.fail_after(LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=MAX)
+            try:
+                assert await transport.receive_batch() == ["first", b"second"]
+            finally:
+                await transport.abort()
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (bytes([0xC1, 0]), 1002),  # RSV bits set
+        (frame(0x1, b"\xff\xfe"), 1007),  # invalid UTF-8
+        (frame(0x1, b"x" * 2000), 1009),  # over max_message_size
+    ],
+    ids=["rsv", "utf-8", "too-big"],
+)
+async def test_messages_before_a_bad_frame_are_delivered_and_answered_before_the_close(
+    bad: bytes, code: int
+) -> None:
+    """Autobahn's strict behaviour: the valid message that arrived in the same read as the bad
+    frame is delivered, and what the client sends in answer goes out before its close."""
+    async with open_raw_server() as server:
+        server.serving = False
+        with trio.fail_after(LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=1024)
+            try:
+                await server.connected.wait()
+                connection = server.connections[0]
+                await connection.send_raw(frame(0x1, b"valid") + bad + frame(0x1, b"after"))
+                assert await transport.receive_batch() == ["valid"]
+                await transport.send_many(["answer"])
+                with pytest.raises(TransportClosed) as closed:
+                    await transport.receive_batch()
+                assert closed.value.code == code
+                assert await connection.read_frame() == (0x1, b"answer")
+                opcode, data = await connection.read_frame()
+                assert opcode == 0x8
+                assert int.from_bytes(data[:2], "big") == code
+            finally:
+                await transport.abort()
+
+
+async def test_a_fragmented_message_over_max_message_size_closes_with_1009() -> None:
+    """The fragments add up: none is over the bound, the message is."""
+    async with open_raw_server() as server:
+        server.serving = False
+        with trio.fail_after(LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=1024)
+            try:
+                await server.connected.wait()
+                connection = server.connections[0]
+                fragments = [frame(0x1, b"x" * 600, fin=False), frame(0x0, b"x" * 100, fin=False)]
+                await connection.send_raw(b"".join(fragments))
+                await connection.send_raw(frame(0x0, b"x" * 600))
+                with pytest.raises(TransportClosed) as closed:
+                    await transport.receive_batch()
+                assert closed.value.code == 1009
+                assert "max_message_size" in (closed.value.reason or "")
+            finally:
+                await transport.abort()
+
+
+async def test_fragmented_messages_are_joined() -> None:
+    async with open_raw_server() as server:
+        server.serving = False
+        with trio.fail_after(LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=MAX)
+            try:
+                await server.connected.wait()
+                connection = server.connections[0]
+                snowman = "\u2603".encode()
+                await connection.send_raw(
+                    frame(0x1, b"a" + snowman[:1], fin=False)
+                    + frame(0x9, b"ping")  # a control frame between fragments
+                    + frame(0x0, snowman[1:], fin=False)
+                    + frame(0x0, b"z")
+                    + frame(0x2, b"\x00", fin=False)
+                    + frame(0x0, b"\x01")
+                )
+                received: list[object] = []
+                while len(received) < 2:
+                    received += await transport.receive_batch()
+                assert received == ["a\u2603z", b"\x00\x01"]
+                assert await connection.read_frame() == (0xA, b"ping")
+            finally:
+                await transport.abort()

@@ -63,7 +63,11 @@ async def open_socket(
     and leaves; ``None``: only your cancel scopes), ``heartbeat_interval`` (30 s; ``None`` to
     disable), ``reconnect_after(attempt)`` and ``rejoin_after(attempt)`` (phoenix.js schedules;
     see ``trio_phoenix.jittered``), ``reconnect_on_clean_close`` (True), ``serializer``,
-    ``max_message_size`` (10 MB), ``connect_timeout`` (10 s), ``close_timeout`` (5 s).
+    ``max_message_size`` (10 MB; a whole message, fragments added up, after decompression),
+    ``connect_timeout`` (10 s), ``close_timeout`` (5 s), ``transport`` (``"websocket"``, our
+    own engine, or ``"trio-websocket"``, the client over the trio-websocket library),
+    ``compress`` (``False``; ``True`` offers permessage-deflate, used if the server accepts,
+    as Phoenix does with ``websocket: [compress: true]``).
 
     Raises:
         ConnectError: the first connection attempt was rejected by the server, or TLS

@@ -25,6 +25,7 @@ from typing import Any, TypedDict
 import trio
 
 from ._exceptions import ConnectError, InvalidParams
+from ._transports import TRANSPORTS, TransportName
 from .proto import Serializer, auth_token_subprotocols, build_socket_url
 from .proto._limits import check_headers
 
@@ -66,6 +67,8 @@ class SocketOptions(TypedDict, total=False):
     max_message_size: int
     connect_timeout: float | None
     close_timeout: float
+    transport: TransportName
+    compress: bool
 
 
 def check_params(params: object) -> None:
@@ -113,6 +116,8 @@ def check_options(
     connect_timeout: object,
     close_timeout: object,
     max_message_size: object,
+    transport: object = "websocket",
+    compress: object = False,
 ) -> list[tuple[str, str]]:
     """Check the socket's options (``TypeError`` / ``ValueError`` naming the option); return
     the headers as a list of pairs."""
@@ -155,6 +160,16 @@ def check_options(
         )
     if max_message_size < 1024:
         raise ValueError(f"max_message_size must be at least 1024 bytes, got {max_message_size}")
+    if transport not in TRANSPORTS:
+        names = ", ".join(f'"{name}"' for name in TRANSPORTS)
+        raise ValueError(f"transport must be one of {names}, got {transport!r}")
+    if not isinstance(compress, bool):
+        raise TypeError(f"compress must be True or False, got {type(compress).__name__}")
+    if compress and transport != "websocket":
+        raise ValueError(
+            f'compress=True needs transport="websocket" (the {transport} transport has no '
+            "permessage-deflate)"
+        )
     return check_headers(headers or ())
 
 

@@ -47,7 +47,8 @@ from ._options import (
 from ._outcomes import settle_push
 from ._subscription import OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
-from ._transport import Transport, TransportClosed, open_transport
+from ._transport import TransportClosed
+from ._transports import AnyTransport, TransportName, opener
 from .proto import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_TIMEOUT,
@@ -114,6 +115,8 @@ class Socket:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         connect_timeout: float | None = 10.0,
         close_timeout: float = 5.0,
+        transport: TransportName = "websocket",
+        compress: bool = False,
     ) -> None:
         if _token is not _CONSTRUCTOR_TOKEN:
             raise TypeError(
@@ -134,6 +137,8 @@ class Socket:
             connect_timeout=connect_timeout,
             close_timeout=close_timeout,
             max_message_size=max_message_size,
+            transport=transport,
+            compress=compress,
         )
         self._trio_token = trio.lowlevel.current_trio_token()
         self._core = SocketCore(
@@ -149,10 +154,13 @@ class Socket:
         self._auth_token = auth_token
         self._ssl_context = ssl_context
         self._max_message_size = max_message_size
+        self._open_transport = opener(transport)
+        self._compress = compress
+        self._nursery: trio.Nursery | None = None  # where a transport may run a task
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._cancel_scope: trio.CancelScope | None = None
-        self._transport: Transport | None = None
+        self._transport: AnyTransport | None = None
         self._connection_scope: trio.CancelScope | None = None
         self._abort_reason: tuple[int, str] | None = None
         self._send_wakeup = trio.Event()
@@ -411,6 +419,7 @@ class Socket:
         with trio.CancelScope() as self._cancel_scope:
             try:
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     nursery.start_soon(self._run_timers)
                     nursery.start_soon(self._write)
                     if wait_connected:
@@ -496,19 +505,22 @@ class Socket:
     def _closed_for_good(self) -> bool:
         return self._core.state is SocketState.CLOSED
 
-    async def _open(self, *, first: bool) -> Transport | None:
+    async def _open(self, *, first: bool) -> AnyTransport | None:
         """Open a transport, or report the failure to the core and return ``None``."""
         try:
             url, subprotocols = await self._connect_args()
             with trio.fail_after(
                 math.inf if self._connect_timeout is None else self._connect_timeout
             ):
-                return await open_transport(
+                assert self._nursery is not None
+                return await self._open_transport(
                     url,
+                    nursery=self._nursery,
                     subprotocols=subprotocols,
                     headers=self._headers,
                     ssl_context=self._ssl_context,
                     max_message_size=self._max_message_size,
+                    compress=self._compress,
                 )
         except (ConnectError, trio.TooSlowError) as exc:
             error = (
@@ -526,7 +538,7 @@ class Socket:
             self._state_changed.fire()
             return None
 
-    async def _run_connection(self, transport: Transport) -> tuple[int | None, str | None]:
+    async def _run_connection(self, transport: AnyTransport) -> tuple[int | None, str | None]:
         """Read one connection until it ends (the writer task sends on ``self._transport``);
         return the close code."""
         self._abort_reason = None
@@ -551,7 +563,7 @@ class Socket:
     def _aborted_with(self) -> tuple[int, str]:
         return self._abort_reason or (1000, "")
 
-    async def _read(self, transport: Transport) -> None:
+    async def _read(self, transport: AnyTransport) -> None:
         core = self._core
         receive_batch = transport.receive_batch
         while True:

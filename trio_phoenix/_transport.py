@@ -1,12 +1,17 @@
-"""The client's WebSocket transport: wsproto on a trio stream, with no background task.
+"""The client's WebSocket transport: websockets' sans-I/O protocol on a trio stream, with no
+background task.
 
-trio-websocket (which the test server uses) runs a reader task per connection and hands each
-message over a memory channel: two task steps per message, and one ``send_all`` per frame.
-A Phoenix client can do better, because it already has exactly one reader and one writer
-task: the socket's reader calls ``receive_batch()``, where one ``receive_some`` feeds wsproto
-and every complete message in it comes back as one list, and the writer calls
-``send_many(frames)``, which writes every queued frame in one ``send_all``. The benchmarks
-(``make bench``) compare this with raw trio-websocket.
+The engine is ``websockets.client.ClientProtocol`` (chosen by measurement: on our frames it
+parses about 2x faster than wsproto, see ``benchmarks/README.md``), driven by the socket's own
+tasks: the reader calls ``receive_batch()``, where one ``receive_some`` feeds the protocol and
+every complete message in it comes back as one list; the writer calls ``send_many(frames)``,
+which writes every queued frame in one ``send_all``. Pings are answered and the server's close
+is echoed by the protocol itself; the reply goes out before the reader reads again.
+
+Bounds: ``max_message_size`` applies to a whole message (fragments add up) after
+decompression (permessage-deflate, when ``compress`` is asked for and the server accepts), so
+neither a large frame nor a compression bomb can make the client buffer more; a rejected
+upgrade's body is read up to ``MAX_REJECTION_BODY`` bytes.
 
 The rest of the package sees three things: a ``Transport`` that sends and receives frames,
 ``ConnectError`` when a connection cannot be opened, and ``TransportClosed`` when an open one
@@ -15,6 +20,8 @@ ends.
 
 from __future__ import annotations
 
+import codecs
+import logging
 import ssl
 from collections.abc import Sequence
 from typing import Final
@@ -22,20 +29,13 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Ping,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import RemoteProtocolError as WsprotoProtocolError
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidHandshake, InvalidStatus, PayloadTooBig
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import CloseCode, Frame as WsFrame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import Event, State
+from websockets.uri import WebSocketURI
 
 from ._exceptions import ConnectError
 from ._network import open_stream
@@ -46,6 +46,37 @@ __all__ = ["MAX_REJECTION_BODY", "Transport", "TransportClosed", "open_transport
 #: How much of a rejected upgrade's response body is read (and kept in ``ConnectError.body``);
 #: the rest is never read: the connection is closed.
 MAX_REJECTION_BODY: Final = 65536
+#: The most a response head (status line and headers) may take before the handshake fails.
+_MAX_RESPONSE_HEAD: Final = 65536
+
+_TEXT: Final = Opcode.TEXT
+_BINARY: Final = Opcode.BINARY
+_CONT: Final = Opcode.CONT
+_CLOSE: Final = Opcode.CLOSE
+_utf8_decoder: Final = codecs.getincrementaldecoder("utf-8")
+
+
+class _NoWireDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' own logging, minus its debug lines: they show the request line and the
+    headers (a token in the URL, an ``Authorization`` header). Warnings and errors go to the
+    ``trio_phoenix`` logger."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+
+_logger: Final = _NoWireDebug(logging.getLogger("trio_phoenix"))
+
+
+class _ClientProtocol(ClientProtocol):
+    """websockets' client protocol, where a close frame in the middle of a fragmented message
+    is a clean close (the message is dropped) rather than a protocol error (Autobahn 7.1.5:
+    the peer is closing, the close code it expects back is its own)."""
+
+    def recv_frame(self, frame: WsFrame) -> None:
+        if frame.opcode is _CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
 
 
 @attrs.frozen
@@ -62,25 +93,32 @@ class Transport:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        ws: WSConnection,
+        protocol: ClientProtocol,
         subprotocol: str | None,
         *,
-        max_message_size: int,
         receive_buffer_size: int,
+        early: Sequence[Event] = (),
     ) -> None:
         self._stream = stream
-        self._ws = ws
+        self._early = list(early)  # frames that came in the same read as the handshake
+        # What the protocol queued when the connection ended (a close frame, after an invalid
+        # frame or the server's close) in a read that also brought messages: held back until
+        # the caller has handled those messages and read again, so that what it sends in
+        # answer goes out first (Autobahn's strict behaviour).
+        self._held: bytes | None = None
+        self._protocol = protocol
         self.subprotocol = subprotocol
-        self._max_message_size = max_message_size
+        #: Whether permessage-deflate was negotiated.
+        self.compressed = bool(protocol.extensions)
         self._receive_size = receive_buffer_size
         self._send_lock = trio.StrictFIFOLock()
-        self._text: list[str] = []  # parts of a fragmented message
-        self._binary: list[bytes] = []
-        self._size = 0
+        self._text: codecs.IncrementalDecoder | None = None  # a fragmented text message
+        self._text_parts: list[str] = []
+        self._binary: list[bytes] = []  # a fragmented binary message
         self._initiated = False  # we sent the close frame first
         self._closed: TransportClosed | None = None
         self._close_received = trio.Event()
-        self._done = False  # the reader must stop: close received, 1009, protocol error, EOF
+        self._done = False  # the reader must stop: close received, protocol error, EOF
         self._reading = False
 
     @property
@@ -106,15 +144,41 @@ class Transport:
         finally:
             lock.release()
 
-    def _encode(self, frame: Frame) -> bytes:
-        event = TextMessage(data=frame) if isinstance(frame, str) else BytesMessage(data=frame)
-        return self._ws.send(event)
+    async def _flush(self) -> None:
+        """Write what the protocol has queued (pongs, the close frame), if anything."""
+        data = b"".join(self._protocol.data_to_send())
+        if data:
+            try:
+                await self._write(data)
+            except TransportClosed:
+                pass
 
     async def send_many(self, frames: Sequence[Frame]) -> None:
         """Send ``frames`` in order, in one write."""
+        protocol = self._protocol
+        if self._held is not None:  # the connection is ending: answers go before the close
+            extensions = protocol.extensions
+            await self._write(
+                b"".join(
+                    WsFrame(_TEXT, frame.encode()).serialize(mask=True, extensions=extensions)
+                    if isinstance(frame, str)
+                    else WsFrame(_BINARY, frame).serialize(mask=True, extensions=extensions)
+                    for frame in frames
+                )
+            )
+            return
         if self._closed is not None:
             raise self._closed
-        await self._write(b"".join([self._encode(frame) for frame in frames]))
+        if protocol.state is not State.OPEN:
+            self._lost()
+            assert self._closed is not None
+            raise self._closed
+        for frame in frames:
+            if isinstance(frame, str):
+                protocol.send_text(frame.encode())
+            else:
+                protocol.send_binary(frame)
+        await self._write(b"".join(protocol.data_to_send()))
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -137,17 +201,27 @@ class Transport:
             self._reading = False
 
     async def _receive_batch(self) -> list[Frame]:
-        ws = self._ws
+        protocol = self._protocol
+        if self._held is not None:
+            held, self._held = self._held, None
+            try:
+                await self._write(held)
+            except TransportClosed:
+                pass
         while True:
             frames: list[Frame] = []
-            reply = bytearray()
-            for event in ws.events():
-                self._handle(event, frames, reply)
-            if reply:
-                try:
-                    await self._write(bytes(reply))
-                except TransportClosed:
-                    pass
+            if not self._done:
+                events = protocol.events_received()
+                if self._early:
+                    events, self._early = self._early + events, []
+                for event in events:
+                    assert isinstance(event, WsFrame)
+                    if self._handle(event, frames):
+                        break  # a message after an invalid one is not delivered
+                if self._check_failure() and frames:
+                    self._held = b"".join(protocol.data_to_send())
+                    return frames  # before the error or close that followed them
+            await self._flush()
             if self._done:
                 await trio.aclose_forcefully(self._stream)
             if frames:
@@ -159,71 +233,98 @@ class Transport:
                 data = await self._stream.receive_some(self._receive_size)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
-            if not data:
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+                self._check_failure()
                 self._lost()
-                assert self._closed is not None
-                raise self._closed
-            try:
-                ws.receive_data(bytes(data))
-            except WsprotoProtocolError as exc:
-                self._closed = TransportClosed(1002, str(exc))
-                hint = exc.event_hint
-                if isinstance(hint, CloseConnection) and ws.state is ConnectionState.OPEN:
-                    reply = bytearray(ws.send(hint))
-                    try:
-                        await self._write(bytes(reply))
-                    except TransportClosed:
-                        pass
-                self._done = True
-                self._close_received.set()
-                await trio.aclose_forcefully(self._stream)
-                raise self._closed from None
 
-    def _handle(self, event: Event, frames: list[Frame], reply: bytearray) -> None:
-        if isinstance(event, TextMessage | BytesMessage):
-            self._size += len(event.data)
-            if self._size > self._max_message_size:
-                if self._closed is None:
-                    reason = f"Exceeded maximum message size: {self._max_message_size} bytes"
-                    self._closed = TransportClosed(1009, reason)
-                    reply += self._ws.send(CloseConnection(code=1009, reason=reason))
-                    self._done = True
-                self._text, self._binary, self._size = [], [], 0
-            elif isinstance(event, TextMessage):
-                if event.message_finished and not self._text:
-                    frames.append(event.data)  # the common case: one whole message
-                else:
-                    self._text.append(event.data)
-                    if event.message_finished:
-                        frames.append("".join(self._text))
-                        self._text = []
-                if event.message_finished:
-                    self._size = 0
+    def _check_failure(self) -> bool:
+        """After the protocol failed the connection (a protocol error, invalid UTF-8, a
+        message over ``max_message_size``, an abrupt end): remember the code it sent."""
+        protocol = self._protocol
+        error = protocol.parser_exc
+        if error is None or self._done:
+            return self._done
+        sent = protocol.close_sent
+        if self._closed is None or self._initiated:
+            if sent is None or isinstance(error, EOFError):
+                self._closed = TransportClosed(1006, None)
+            else:
+                reason = sent.reason
+                if isinstance(error, PayloadTooBig):
+                    reason = f"message over max_message_size: {error}"
+                self._closed = TransportClosed(int(sent.code), reason or None)
+        self._done = True
+        self._close_received.set()
+        return True
+
+    def _fail(self, code: int, reason: str) -> None:
+        self._protocol.fail(code, reason)
+        if self._closed is None:
+            self._closed = TransportClosed(code, reason)
+        self._done = True
+        self._close_received.set()
+
+    def _handle(self, event: WsFrame, frames: list[Frame]) -> bool:
+        """Take one frame; return whether the connection is done."""
+        opcode = event.opcode
+        if opcode is _TEXT:
+            if event.fin:  # the common case: one whole message
+                try:
+                    frames.append(str(event.data, "utf-8"))
+                except UnicodeDecodeError as exc:
+                    self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
+            else:
+                self._text, self._text_parts = _utf8_decoder(), []
+                self._add_text(event.data, final=False)
+        elif opcode is _BINARY:
+            if event.fin:
+                frames.append(bytes(event.data))
+            else:
+                self._binary = [bytes(event.data)]
+        elif opcode is _CONT:
+            # The protocol checks that a continuation continues something.
+            if self._text is not None:
+                self._add_text(event.data, final=event.fin)
+                if event.fin and not self._done:
+                    frames.append("".join(self._text_parts))
+                    self._text, self._text_parts = None, []
             else:
                 self._binary.append(bytes(event.data))
-                if event.message_finished:
+                if event.fin:
                     frames.append(b"".join(self._binary))
-                    self._binary, self._size = [], 0
-        elif isinstance(event, Ping):
-            reply += self._ws.send(event.response())
-        elif isinstance(event, CloseConnection):
-            if self._ws.state is ConnectionState.REMOTE_CLOSING:  # the server closed first
-                reply += self._ws.send(event.response())
+                    self._binary = []
+        elif opcode is _CLOSE:
+            received = self._protocol.close_rcvd
+            assert received is not None
             if self._closed is None or self._initiated:
-                self._closed = TransportClosed(event.code, event.reason or None)
+                self._closed = TransportClosed(int(received.code), received.reason or None)
             self._done = True
             self._close_received.set()
+        # Ping (answered by the protocol) and pong: nothing to do.
+        return self._done
+
+    def _add_text(self, data: bytes | bytearray | memoryview, *, final: bool) -> None:
+        """Decode a fragment of a text message as it comes: invalid UTF-8 fails at once."""
+        assert self._text is not None
+        try:
+            self._text_parts.append(self._text.decode(bytes(data), final))
+        except UnicodeDecodeError as exc:
+            self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
 
     # -- closing ---------------------------------------------------------------------------
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Start the close handshake and wait for the server's close (bound it yourself)."""
         try:
-            if self._closed is None and self._ws.state is ConnectionState.OPEN:
+            if self._closed is None and self._protocol.state is State.OPEN:
                 self._initiated = True
                 self._closed = TransportClosed(1000, None)
+                self._protocol.send_close(code, reason or "")
                 try:
-                    await self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
+                    await self._write(b"".join(self._protocol.data_to_send()))
                 except TransportClosed:
                     return
                 if self._reading:
@@ -244,6 +345,99 @@ class Transport:
         await trio.aclose_forcefully(self._stream)
 
 
+def _status_of(head: bytes) -> tuple[int | None, int]:
+    """The status code of a response head (``b"HTTP/1.1 403 ..."``), if it has one, and its
+    ``Content-Length`` (or ``MAX_REJECTION_BODY``)."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    status = None
+    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
+        status = int(parts[1])
+    length = MAX_REJECTION_BODY
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = min(length, int(value.strip()))
+    return status, length
+
+
+def rejection(url: str, status: int | None, body: bytes) -> ConnectError:
+    parts = urlsplit(url)
+    hint = ""
+    if status == 404:
+        hint = (
+            f" (nothing at {parts.path or '/'}; give open_socket the socket's mount point,"
+            ' e.g. "ws://host/socket": "/websocket" is added)'
+        )
+    return ConnectError(
+        f"the server refused the WebSocket upgrade to {redact_url(url)}: HTTP {status}{hint}",
+        status=status,
+        body=body[:MAX_REJECTION_BODY],
+    )
+
+
+async def _handshake(
+    stream: trio.abc.Stream, protocol: ClientProtocol, url: str, receive_size: int
+) -> tuple[Response, list[Event]]:
+    """Read the server's answer to the upgrade request until the protocol has it.
+
+    A rejection's body is read up to ``MAX_REJECTION_BODY`` bytes, never more.
+    """
+    where = redact_url(url)
+    received = bytearray()
+    status: int | None = None
+    bound = MAX_REJECTION_BODY  # the body's Content-Length, if smaller
+    head_size: int | None = None
+    while True:
+        data = await stream.receive_some(receive_size)
+        if data:
+            protocol.receive_data(bytes(data))
+            received += data
+        else:
+            protocol.receive_eof()
+        events = protocol.events_received()
+        for index, event in enumerate(events):
+            if isinstance(event, Response):
+                exc = protocol.handshake_exc
+                if isinstance(exc, InvalidStatus):
+                    raise rejection(url, event.status_code, bytes(event.body))
+                if exc is not None:
+                    raise ConnectError(f"WebSocket handshake with {where} failed: {exc}") from None
+                return event, events[index + 1 :]  # frames that came with the response
+        if head_size is None:
+            end = received.find(b"\r\n\r\n")
+            if end >= 0:
+                head_size = end + 4
+                status, bound = _status_of(bytes(received[:end]))
+            elif len(received) > _MAX_RESPONSE_HEAD:
+                raise ConnectError(f"WebSocket handshake with {where} failed: head too large")
+        if status is not None and status != 101:
+            assert head_size is not None
+            body = bytes(received[head_size:])
+            # The protocol reads a body to its end (or gives up on a large one); we read at
+            # most MAX_REJECTION_BODY bytes of it.
+            if not data or len(body) >= min(bound, MAX_REJECTION_BODY):
+                raise rejection(url, status, body)
+        elif protocol.handshake_exc is not None:
+            raise ConnectError(
+                f"WebSocket handshake with {where} failed: {protocol.handshake_exc}"
+            ) from None
+        if not data:
+            raise ConnectError(f"WebSocket handshake with {where} failed: connection closed")
+
+
+def _uri(url: str) -> WebSocketURI:
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    return WebSocketURI(
+        secure=secure,
+        host=parts.hostname or "",
+        port=parts.port or (443 if secure else 80),
+        path=parts.path or "/",
+        query=parts.query,
+    )
+
+
 async def open_transport(
     url: str,
     *,
@@ -251,78 +445,45 @@ async def open_transport(
     headers: Sequence[tuple[str, str]] = (),
     ssl_context: ssl.SSLContext | None = None,
     max_message_size: int,
+    compress: bool = False,
     receive_buffer_size: int | None = 65536,
 ) -> Transport:
     """Open a WebSocket connection (it needs no background task).
+
+    ``compress`` offers permessage-deflate; the server may decline it.
 
     Raises:
         ConnectError: the server refused the upgrade (``status`` set) or could not be
             reached, or the TLS handshake failed.
     """
     where = redact_url(url)
-    parts = urlsplit(url)
-    secure = parts.scheme == "wss"
-    host = parts.hostname or ""
-    port = parts.port or (443 if secure else 80)
-    host_header = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        host_header = f"{host_header}:{port}"
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    uri = _uri(url)
+    receive_size = receive_buffer_size or 65536
     stream: trio.abc.Stream | None = None
     try:
-        stream = await open_stream(host, port, secure=secure, ssl_context=ssl_context)
-        ws = WSConnection(ConnectionType.CLIENT)
-        request = Request(
-            host=host_header,
-            target=resource,
-            subprotocols=list(subprotocols),
-            extra_headers=[(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+        stream = await open_stream(uri.host, uri.port, secure=uri.secure, ssl_context=ssl_context)
+        protocol = _ClientProtocol(
+            uri,
+            extensions=[ClientPerMessageDeflateFactory()] if compress else None,
+            subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
+            max_size=max_message_size,
+            logger=_logger,
         )
-        await stream.send_all(ws.send(request))
-        status: int | None = None
-        body = bytearray()
-        while True:
-            data = await stream.receive_some(65536)
-            if not data:
-                if status is not None:
-                    break
-                raise ConnectError(f"WebSocket handshake with {where} failed: connection closed")
-            ws.receive_data(bytes(data))
-            for event in ws.events():
-                if isinstance(event, AcceptConnection):
-                    transport = Transport(
-                        stream,
-                        ws,
-                        event.subprotocol,
-                        max_message_size=max_message_size,
-                        receive_buffer_size=receive_buffer_size or 65536,
-                    )
-                    stream = None
-                    return transport
-                if isinstance(event, RejectConnection):
-                    status = event.status_code
-                    if not event.has_body:
-                        break
-                elif isinstance(event, RejectData):
-                    body += event.data
-                    if event.body_finished or len(body) >= MAX_REJECTION_BODY:
-                        break
-            else:
-                continue
-            break
-        hint = ""
-        if status == 404:
-            hint = (
-                f" (nothing at {parts.path or '/'}; give open_socket the socket's mount point,"
-                ' e.g. "ws://host/socket": "/websocket" is added)'
-            )
-        raise ConnectError(
-            f"the server refused the WebSocket upgrade to {where}: HTTP {status}{hint}",
-            status=status,
-            body=bytes(body[:MAX_REJECTION_BODY]),
+        request = protocol.connect()
+        for name, value in headers:
+            request.headers[name] = value
+        protocol.send_request(request)
+        await stream.send_all(b"".join(protocol.data_to_send()))
+        response, early = await _handshake(stream, protocol, url, receive_size)
+        transport = Transport(
+            stream,
+            protocol,
+            response.headers.get("Sec-WebSocket-Protocol"),
+            receive_buffer_size=receive_size,
+            early=early,
         )
-    except WsprotoProtocolError as exc:
-        raise ConnectError(f"WebSocket handshake with {where} failed: {exc!r}") from None
+        stream = None
+        return transport
     except (ssl.SSLError, ssl.CertificateError) as exc:
         raise ConnectError(f"TLS handshake with {where} failed: {exc}") from exc
     except (OSError, trio.BrokenResourceError) as exc:
@@ -330,6 +491,8 @@ async def open_transport(
         if isinstance(cause, ssl.SSLError | ssl.CertificateError):
             raise ConnectError(f"TLS handshake with {where} failed: {cause}") from cause
         raise ConnectError(f"cannot connect to {where}: {exc}") from exc
+    except InvalidHandshake as exc:  # pragma: no cover - the protocol reports, not raises
+        raise ConnectError(f"WebSocket handshake with {where} failed: {exc}") from None
     finally:
         if stream is not None:
             await trio.aclose_forcefully(stream)

@@ -1,5 +1,10 @@
 """One scenario suite, two servers: every test here runs against both.
 
+The client scenarios (the tests that open a client socket) also run over both WebSocket
+transports: ``client_transport`` is parametrized with ``"websocket"`` (our engine, the default)
+and ``"trio-websocket"``; each opens its sockets with ``open_socket(server.url,
+**server.options)``.
+
 ``server`` is parametrized: ``testing`` is `trio_phoenix.testing` with the scenario app
 (`scenarios.app`), fresh for each test; ``phoenix`` is the real Phoenix app of
 ``tests/phoenix_app``, built and started once per session (`scenarios.real_phoenix`). Without
@@ -10,12 +15,13 @@ with ``CI`` set they must run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict
 
 import attrs
 import pytest
 
 from trio_phoenix import Channel, ReplyLost
+from trio_phoenix._transports import TRANSPORTS, TransportName
 from trio_phoenix.testing import TestServerOptions, open_test_server
 
 from . import app, real_phoenix
@@ -52,12 +58,20 @@ TESTING_OPTIONS: Final[TestServerOptions] = {
 }
 
 
+class ClientOptions(TypedDict):
+    """The socket options a client scenario varies."""
+
+    transport: TransportName
+
+
 @attrs.frozen
 class ScenarioServer:
     """A server running the scenario app: which one, and its socket URL."""
 
     kind: Kind
     url: str
+    #: The client options of this parametrization (the transport).
+    options: ClientOptions = attrs.field(factory=lambda: ClientOptions(transport="websocket"))
 
 
 _NOT_HERE = pytest.StashKey[int]()
@@ -96,6 +110,21 @@ def phoenix_app() -> Iterator[str]:
         yield url
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every client scenario (a test that calls ``open_socket``) over each transport."""
+    if "client_transport" in metafunc.fixturenames and "open_socket" in (
+        metafunc.function.__code__.co_names
+    ):
+        metafunc.parametrize("client_transport", TRANSPORTS, indirect=True)
+
+
+@pytest.fixture
+def client_transport(request: pytest.FixtureRequest) -> TransportName:
+    """The client's transport (``"websocket"`` where the test opens no client socket)."""
+    transport: TransportName = getattr(request, "param", "websocket")
+    return transport
+
+
 @pytest.fixture(params=["testing", "phoenix"])
 def server_kind(request: pytest.FixtureRequest) -> tuple[Kind, str | None]:
     """Which server; for ``phoenix``, the URL of the session's app."""
@@ -107,14 +136,17 @@ def server_kind(request: pytest.FixtureRequest) -> tuple[Kind, str | None]:
 
 
 @pytest.fixture
-async def server(server_kind: tuple[Kind, str | None]) -> AsyncIterator[ScenarioServer]:
+async def server(
+    server_kind: tuple[Kind, str | None], client_transport: TransportName
+) -> AsyncIterator[ScenarioServer]:
     """The scenario app on the server of this parametrization."""
     kind, url = server_kind
+    options = ClientOptions(transport=client_transport)
     if url is not None:
-        yield ScenarioServer(kind, url)
+        yield ScenarioServer(kind, url, options)
         return
     async with open_test_server(app.channels(), **TESTING_OPTIONS) as test:
-        yield ScenarioServer(kind, test.url)
+        yield ScenarioServer(kind, test.url, options)
 
 
 @pytest.fixture

@@ -14,7 +14,10 @@ DATA = bytes(range(256)) * 4
 
 async def test_binary_push_and_binary_reply(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket, socket.channel("echo:bin") as channel:
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.channel("echo:bin") as channel,
+        ):
             assert await channel.push("echo", DATA) == DATA
             assert await channel.push("echo", b"") == b""
 
@@ -22,7 +25,7 @@ async def test_binary_push_and_binary_reply(server: ScenarioServer) -> None:
 async def test_binary_server_push(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as socket,
+            open_socket(server.url, **server.options) as socket,
             socket.channel("echo:bin") as channel,
             channel.subscribe("blob") as blobs,
         ):
@@ -35,8 +38,8 @@ async def test_binary_server_push(server: ScenarioServer) -> None:
 async def test_binary_broadcast(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as alice,
-            open_socket(server.url) as bob,
+            open_socket(server.url, **server.options) as alice,
+            open_socket(server.url, **server.options) as bob,
             alice.channel("echo:binroom") as alice_room,
             bob.channel("echo:binroom") as bob_room,
             bob_room.subscribe("blob") as blobs,
@@ -49,7 +52,7 @@ async def test_binary_broadcast(server: ScenarioServer) -> None:
 async def test_v1_cannot_send_binary(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url, serializer=V1JSONSerializer()) as socket,
+            open_socket(server.url, **server.options, serializer=V1JSONSerializer()) as socket,
             socket.channel("echo:v1") as channel,
         ):
             with pytest.raises(EncodeError):

@@ -131,7 +131,7 @@ async def test_crash_sends_phx_error_with_an_empty_payload(server: ScenarioServe
 
 
 async def test_a_normal_leave_drops_no_message(server: ScenarioServer) -> None:
-    async with open_socket(server.url, heartbeat_interval=None) as socket:
+    async with open_socket(server.url, **server.options, heartbeat_interval=None) as socket:
         channel = socket.channel("echo:leave")
         await channel.join()
         base = socket.statistics().frames_received
