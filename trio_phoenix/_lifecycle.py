@@ -24,6 +24,7 @@ __all__ = [
     "LifecycleEvent",
     "ReconnectScheduled",
     "RejoinScheduled",
+    "TransportFallback",
 ]
 
 
@@ -52,6 +53,16 @@ class ConnectFailed:
 @attrs.frozen(kw_only=True)
 class HeartbeatTimeout:
     """A heartbeat went unanswered: the connection is considered dead and is closed."""
+
+
+@attrs.frozen(kw_only=True)
+class TransportFallback:
+    """The socket switched to LongPoll for the rest of its life (``longpoll_fallback``): the
+    WebSocket could not be established in time. ``error`` says why (``None`` when a WebSocket
+    opened but did not answer a heartbeat in time)."""
+
+    transport: str
+    error: ConnectError | None
 
 
 @attrs.frozen(kw_only=True)
@@ -104,6 +115,7 @@ LifecycleEvent = (
     | Disconnected
     | ConnectFailed
     | HeartbeatTimeout
+    | TransportFallback
     | ReconnectScheduled
     | ChannelJoined
     | ChannelErrored

@@ -20,7 +20,7 @@ import inspect
 import math
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import trio
 
@@ -35,6 +35,7 @@ __all__ = [
     "check_params",
     "check_trio_token",
     "connect_args",
+    "evaluate",
     "is_permanent",
 ]
 
@@ -44,6 +45,9 @@ TokenSource = str | Callable[[], str | Awaitable[str]] | None
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 ConnectArgs = tuple[str, list[str]]
 ReconnectAfter = Callable[[int], float | None]
+#: The ``transport`` option's values.
+TransportName = Literal["websocket", "longpoll"]
+TRANSPORTS: tuple[TransportName, ...] = ("websocket", "longpoll")
 
 
 class SocketOptions(TypedDict, total=False):
@@ -66,6 +70,9 @@ class SocketOptions(TypedDict, total=False):
     max_message_size: int
     connect_timeout: float | None
     close_timeout: float
+    transport: TransportName
+    longpoll_fallback: float | None
+    longpoll_timeout: float
 
 
 def check_params(params: object) -> None:
@@ -113,6 +120,9 @@ def check_options(
     connect_timeout: object,
     close_timeout: object,
     max_message_size: object,
+    transport: object = "websocket",
+    longpoll_fallback: object = None,
+    longpoll_timeout: object = 20.0,
 ) -> list[tuple[str, str]]:
     """Check the socket's options (``TypeError`` / ``ValueError`` naming the option); return
     the headers as a list of pairs."""
@@ -155,10 +165,20 @@ def check_options(
         )
     if max_message_size < 1024:
         raise ValueError(f"max_message_size must be at least 1024 bytes, got {max_message_size}")
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be 'websocket' or 'longpoll', got {transport!r}")
+    check_seconds("longpoll_fallback", longpoll_fallback, allow_none=True, positive=True)
+    check_seconds("longpoll_timeout", longpoll_timeout, allow_none=False, positive=True)
+    if transport == "longpoll" and longpoll_fallback is not None:
+        raise ValueError(
+            "longpoll_fallback only applies to transport='websocket' (it falls back to "
+            "LongPoll); leave it None with transport='longpoll'"
+        )
     return check_headers(headers or ())
 
 
-async def _evaluate(source: Any) -> Any:
+async def evaluate(source: Any) -> Any:
+    """The value of an option that may be a sync or async callable."""
     value = source() if callable(source) else source
     if inspect.isawaitable(value):
         value = await value
@@ -170,13 +190,13 @@ async def connect_args(
 ) -> ConnectArgs:
     """The URL and subprotocols of the next connect attempt (``params`` and ``auth_token``
     evaluated now)."""
-    values = await _evaluate(params)
+    values = await evaluate(params)
     if values is not None and not isinstance(values, Mapping):
         raise InvalidParams(
             f"the params callable must return a mapping, got {type(values).__name__}"
         )
     full_url = build_socket_url(url, values, vsn)
-    token = await _evaluate(auth_token)
+    token = await evaluate(auth_token)
     return full_url, auth_token_subprotocols(token) if token else []
 
 

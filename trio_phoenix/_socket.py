@@ -30,15 +30,17 @@ from . import _lifecycle as life
 from ._channel import Channel, resolve_push
 from ._exceptions import ConnectError, ConnectTimeout, ReplyLost, SocketClosed
 from ._groups import raise_preferred
+from ._longpoll import LongPollTransport, open_longpoll, require_httpx
 from ._options import (
-    ConnectArgs,
     Headers,
     ParamsSource,
     ReconnectAfter,
     TokenSource,
+    TransportName,
     check_options,
     check_trio_token,
     connect_args,
+    evaluate,
     is_permanent,
 )
 from ._subscription import OverflowPolicy, Subscription
@@ -131,6 +133,9 @@ class Socket:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         connect_timeout: float | None = 10.0,
         close_timeout: float = 5.0,
+        transport: TransportName = "websocket",
+        longpoll_fallback: float | None = None,
+        longpoll_timeout: float = 20.0,
     ) -> None:
         if _token is not _CONSTRUCTOR_TOKEN:
             raise TypeError(
@@ -151,7 +156,12 @@ class Socket:
             connect_timeout=connect_timeout,
             close_timeout=close_timeout,
             max_message_size=max_message_size,
+            transport=transport,
+            longpoll_fallback=longpoll_fallback,
+            longpoll_timeout=longpoll_timeout,
         )
+        if transport == "longpoll" or longpoll_fallback is not None:
+            require_httpx()
         self._trio_token = trio.lowlevel.current_trio_token()
         self._core = SocketCore(
             serializer=serializer,
@@ -169,7 +179,10 @@ class Socket:
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._cancel_scope: trio.CancelScope | None = None
-        self._transport: Transport | None = None
+        self._longpoll = transport == "longpoll"  # after a fallback too
+        self._longpoll_fallback = longpoll_fallback  # None once decided
+        self._longpoll_timeout = longpoll_timeout
+        self._transport: Transport | LongPollTransport | None = None
         self._connection_scope: trio.CancelScope | None = None
         self._abort_reason: tuple[int, str] | None = None
         self._send_wakeup = trio.Event()
@@ -472,11 +485,6 @@ class Socket:
             core.handle_timers(trio.current_time())
             self._pump()
 
-    async def _connect_args(self) -> ConnectArgs:
-        return await connect_args(
-            self._url, self._params, self._auth_token, self._core.serializer.vsn
-        )
-
     async def _supervise(self, *, task_status: _ShieldThenStarted | None = None) -> None:
         core = self._core
         started = False
@@ -520,20 +528,23 @@ class Socket:
     def _closed_for_good(self) -> bool:
         return self._core.state is ConnectionState.CLOSED
 
-    async def _open(self, *, first: bool) -> Transport | None:
+    async def _open(self, *, first: bool) -> Transport | LongPollTransport | None:
         """Open a transport, or report the failure to the core and return ``None``."""
         try:
-            url, subprotocols = await self._connect_args()
+            token = await evaluate(self._auth_token)  # once per attempt, for either transport
+            url, subprotocols = await connect_args(
+                self._url, self._params, token, self._core.serializer.vsn
+            )
+            if self._longpoll_fallback is not None and not self._longpoll:
+                transport = await self._open_websocket_or_fall_back(url, subprotocols)
+                if transport is not None:
+                    return transport
             with trio.fail_after(
                 math.inf if self._connect_timeout is None else self._connect_timeout
             ):
-                return await open_transport(
-                    url,
-                    subprotocols=subprotocols,
-                    headers=self._headers,
-                    ssl_context=self._ssl_context,
-                    max_message_size=self._max_message_size,
-                )
+                if self._longpoll:
+                    return await self._open_longpoll(url, token)
+                return await self._open_websocket(url, subprotocols)
         except (ConnectError, trio.TooSlowError) as exc:
             error = (
                 exc
@@ -551,7 +562,56 @@ class Socket:
             self._state_changed.fire()
             return None
 
-    async def _run_connection(self, transport: Transport) -> tuple[int | None, str | None]:
+    async def _open_websocket(self, url: str, subprotocols: list[str]) -> Transport:
+        return await open_transport(
+            url,
+            subprotocols=subprotocols,
+            headers=self._headers,
+            ssl_context=self._ssl_context,
+            max_message_size=self._max_message_size,
+        )
+
+    async def _open_longpoll(self, url: str, token: str | None) -> LongPollTransport:
+        return await open_longpoll(
+            url,
+            auth_token=token or None,
+            headers=self._headers,
+            ssl_context=self._ssl_context,
+            max_message_size=self._max_message_size,
+            request_timeout=self._longpoll_timeout,
+        )
+
+    async def _open_websocket_or_fall_back(
+        self, url: str, subprotocols: list[str]
+    ) -> Transport | None:
+        """phoenix.js's ``longPollFallbackMs``: the WebSocket has ``longpoll_fallback`` seconds
+        to open; if it fails or takes longer, the socket uses LongPoll from now on."""
+        assert self._longpoll_fallback is not None
+        limit = self._longpoll_fallback
+        if self._connect_timeout is not None:
+            limit = min(limit, self._connect_timeout)
+        error: ConnectError
+        try:
+            with trio.fail_after(limit):
+                transport = await self._open_websocket(url, subprotocols)
+        except ConnectError as exc:
+            error = exc
+        except trio.TooSlowError:
+            error = ConnectError(
+                f"the WebSocket to {redact_url(self._url)} did not open within {limit} s"
+            )
+        else:
+            self._longpoll_fallback = None  # the WebSocket works: no fallback from now on
+            return transport
+        logger.warning("falling back to LongPoll: %s", error)
+        self._longpoll = True
+        self._longpoll_fallback = None
+        self._emit(life.TransportFallback(transport="longpoll", error=error))
+        return None
+
+    async def _run_connection(
+        self, transport: Transport | LongPollTransport
+    ) -> tuple[int | None, str | None]:
         """Read one connection until it ends (the writer task sends on ``self._transport``);
         return the close code."""
         self._abort_reason = None
@@ -576,7 +636,7 @@ class Socket:
     def _aborted_with(self) -> tuple[int, str]:
         return self._abort_reason or (1000, "")
 
-    async def _read(self, transport: Transport) -> None:
+    async def _read(self, transport: Transport | LongPollTransport) -> None:
         core = self._core
         receive_batch = transport.receive_batch
         while True:
