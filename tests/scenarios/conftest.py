@@ -2,7 +2,10 @@
 
 ``server`` is parametrized: ``testing`` is `trio_phoenix.testing` with the scenario app
 (`scenarios.app`), fresh for each test; ``phoenix`` is the real Phoenix app of
-``tests/phoenix_app``, built and started once per session (`scenarios.real_phoenix`). Without
+``tests/phoenix_app``, built and started once per session (`scenarios.real_phoenix`). The
+client scenarios (every module but the raw-frame ``test_wire`` and ``test_fidelity``) run over
+both transports too: ``transport`` is ``websocket`` or ``longpoll``, and the scenarios pass
+``server.options`` to ``open_socket``. Without
 Elixir and outside CI the ``phoenix`` runs are skipped with one line saying how to enable them;
 with ``CI`` set they must run.
 """
@@ -10,7 +13,7 @@ with ``CI`` set they must run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict
 
 import attrs
 import pytest
@@ -21,6 +24,10 @@ from trio_phoenix.testing import TestServerOptions, open_test_server
 from . import app, real_phoenix
 
 Kind = Literal["testing", "phoenix"]
+TransportName = Literal["websocket", "longpoll"]
+
+#: The modules that write raw WebSocket frames: they run over WebSocket only.
+RAW_MODULES: Final = frozenset({"test_wire", "test_fidelity"})
 
 #: Seconds any one scenario may take before it fails (real time: both servers are real).
 LIMIT = 15.0
@@ -42,22 +49,54 @@ def fast_rejoin(attempt: int) -> float:
 
 
 #: The test server as the real app is: Phoenix 1.7 on Bandit (whose idle timeout closes with
-#: 1002), the join's own presence_diff before presence_state.
+#: 1002), the join's own presence_diff before presence_state, a 1-second LongPoll window.
 TESTING_OPTIONS: Final[TestServerOptions] = {
     "connect": app.connect,
     "auth_token": True,
     "phoenix_version": "1.7",
     "idle_close_code": 1002,
     "presence_order": "diff_first",
+    "longpoll_window": 1.0,
 }
+
+
+class TransportOption(TypedDict):
+    """The one ``open_socket`` option a scenario run chooses."""
+
+    transport: TransportName
 
 
 @attrs.frozen
 class ScenarioServer:
-    """A server running the scenario app: which one, and its socket URL."""
+    """A server running the scenario app: which one, its socket URL, and the transport the
+    client scenarios use (``options``: give them to ``open_socket``)."""
 
     kind: Kind
     url: str
+    transport: TransportName = "websocket"
+
+    @property
+    def options(self) -> TransportOption:
+        """The ``open_socket`` options of this run's transport."""
+        return {"transport": self.transport}
+
+    @property
+    def longpoll(self) -> bool:
+        """Whether the client scenarios run over LongPoll."""
+        return self.transport == "longpoll"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the client scenarios over both transports (the raw-frame ones over WebSocket)."""
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "server" in metafunc.fixturenames and module not in RAW_MODULES:
+        metafunc.parametrize("transport", ["websocket", "longpoll"])
+
+
+@pytest.fixture
+def transport() -> TransportName:
+    """WebSocket, unless ``pytest_generate_tests`` parametrized it."""
+    return "websocket"
 
 
 _NOT_HERE = pytest.StashKey[int]()
@@ -107,14 +146,16 @@ def server_kind(request: pytest.FixtureRequest) -> tuple[Kind, str | None]:
 
 
 @pytest.fixture
-async def server(server_kind: tuple[Kind, str | None]) -> AsyncIterator[ScenarioServer]:
+async def server(
+    server_kind: tuple[Kind, str | None], transport: TransportName
+) -> AsyncIterator[ScenarioServer]:
     """The scenario app on the server of this parametrization."""
     kind, url = server_kind
     if url is not None:
-        yield ScenarioServer(kind, url)
+        yield ScenarioServer(kind, url, transport)
         return
     async with open_test_server(app.channels(), **TESTING_OPTIONS) as test:
-        yield ScenarioServer(kind, test.url)
+        yield ScenarioServer(kind, test.url, transport)
 
 
 @pytest.fixture

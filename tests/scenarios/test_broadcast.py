@@ -13,8 +13,8 @@ from .conftest import LIMIT, ScenarioServer
 async def test_broadcast_reaches_every_subscriber(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as alice,
-            open_socket(server.url) as bob,
+            open_socket(server.url, **server.options) as alice,
+            open_socket(server.url, **server.options) as bob,
             alice.channel("echo:room") as alice_room,
             bob.channel("echo:room") as bob_room,
             alice_room.subscribe("news") as alice_news,
@@ -34,8 +34,8 @@ async def test_broadcast_reaches_every_subscriber(server: ScenarioServer) -> Non
 async def test_server_push_reaches_only_its_channel(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as alice,
-            open_socket(server.url) as bob,
+            open_socket(server.url, **server.options) as alice,
+            open_socket(server.url, **server.options) as bob,
             alice.channel("echo:room") as alice_room,
             bob.channel("echo:room") as bob_room,
             alice_room.subscribe("private") as alice_private,
@@ -52,7 +52,7 @@ async def test_server_push_reaches_only_its_channel(server: ScenarioServer) -> N
 async def test_bulk_broadcast_arrives_in_order(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as socket,
+            open_socket(server.url, **server.options) as socket,
             socket.channel("echo:bulk") as channel,
             channel.subscribe("tick", max_buffer=5000) as ticks,
         ):
@@ -64,7 +64,7 @@ async def test_bulk_broadcast_arrives_in_order(server: ScenarioServer) -> None:
 async def test_event_filter(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as socket,
+            open_socket(server.url, **server.options) as socket,
             socket.channel("echo:filter") as channel,
             channel.subscribe("wanted") as wanted,
         ):
@@ -77,7 +77,7 @@ async def test_event_filter(server: ScenarioServer) -> None:
 async def test_overflow_drop_oldest_counts_drops(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as socket,
+            open_socket(server.url, **server.options) as socket,
             socket.channel("echo:flood") as channel,
             channel.subscribe("tick", max_buffer=10, overflow="drop_oldest") as ticks,
         ):
@@ -90,7 +90,7 @@ async def test_overflow_drop_oldest_counts_drops(server: ScenarioServer) -> None
 async def test_overflow_raise_marks_the_gap(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as socket,
+            open_socket(server.url, **server.options) as socket,
             socket.channel("echo:flood") as channel,
             channel.subscribe("tick", max_buffer=10) as ticks,
         ):

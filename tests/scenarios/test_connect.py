@@ -10,14 +10,14 @@ from .conftest import ScenarioServer
 
 
 async def test_connect_without_token(server: ScenarioServer) -> None:
-    async with open_socket(server.url) as socket:
+    async with open_socket(server.url, **server.options) as socket:
         assert socket.state.value == "connected"
         assert await socket.ping() >= 0
 
 
 async def test_token_param_accepted(server: ScenarioServer) -> None:
     async with (
-        open_socket(server.url, params={"token": "secret"}) as socket,
+        open_socket(server.url, **server.options, params={"token": "secret"}) as socket,
         socket.channel("echo:t") as channel,
     ):
         assert await channel.push("echo", {"a": 1}) == {"a": 1}
@@ -25,14 +25,14 @@ async def test_token_param_accepted(server: ScenarioServer) -> None:
 
 async def test_bad_token_param_is_403(server: ScenarioServer) -> None:
     with pytest.raises(ConnectError) as caught:
-        async with open_socket(server.url, params={"token": "wrong"}):
+        async with open_socket(server.url, **server.options, params={"token": "wrong"}):
             pass  # pragma: no cover
     assert caught.value.status == 403
 
 
 async def test_auth_token_accepted(server: ScenarioServer) -> None:
     async with (
-        open_socket(server.url, auth_token="secret") as socket,
+        open_socket(server.url, **server.options, auth_token="secret") as socket,
         socket.channel("echo:t") as channel,
     ):
         assert await channel.push("echo", {}) == {}
@@ -40,7 +40,7 @@ async def test_auth_token_accepted(server: ScenarioServer) -> None:
 
 async def test_bad_auth_token_is_403(server: ScenarioServer) -> None:
     with pytest.raises(ConnectError) as caught:
-        async with open_socket(server.url, auth_token="wrong"):
+        async with open_socket(server.url, **server.options, auth_token="wrong"):
             pass  # pragma: no cover
     assert caught.value.status == 403
 
@@ -49,7 +49,7 @@ async def test_callable_auth_token(server: ScenarioServer) -> None:
     async def token() -> str:
         return "secret"
 
-    async with open_socket(server.url, auth_token=token) as socket:
+    async with open_socket(server.url, **server.options, auth_token=token) as socket:
         assert await socket.ping() >= 0
 
 
@@ -58,7 +58,7 @@ async def test_serializers_round_trip(
     server: ScenarioServer, serializer: V1JSONSerializer | V2JSONSerializer
 ) -> None:
     async with (
-        open_socket(server.url, serializer=serializer) as socket,
+        open_socket(server.url, **server.options, serializer=serializer) as socket,
         socket.channel("echo:s", {"hello": "world"}) as channel,
         channel.subscribe("news") as news,
     ):

@@ -12,7 +12,7 @@ from .conftest import LIMIT, ScenarioServer
 
 async def test_join_replies_with_params(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             channel = socket.channel("echo:join", {"a": [1, 2], "b": {"c": "d"}})
             assert await channel.join() == {"a": [1, 2], "b": {"c": "d"}}
             assert channel.state is ChannelState.JOINED
@@ -23,7 +23,7 @@ async def test_join_replies_with_params(server: ScenarioServer) -> None:
 
 async def test_forbidden_join(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             channel = socket.channel("echo:forbidden", {"reject": "unauthorized"})
             with pytest.raises(JoinError) as caught:
                 await channel.join()
@@ -36,7 +36,7 @@ async def test_forbidden_join(server: ScenarioServer) -> None:
 
 async def test_join_crash_is_refused(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             with pytest.raises(JoinError) as caught:
                 await socket.channel("echo:crash", {"crash": True}).join()
             assert caught.value.response == {"reason": "join crashed"}
@@ -44,7 +44,7 @@ async def test_join_crash_is_refused(server: ScenarioServer) -> None:
 
 async def test_unmatched_topic(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             with pytest.raises(JoinError) as caught:
                 await socket.channel("nowhere:1").join()
             assert caught.value.response == {"reason": "unmatched topic"}
@@ -52,7 +52,7 @@ async def test_unmatched_topic(server: ScenarioServer) -> None:
 
 async def test_join_same_topic_after_leave(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             first = socket.channel("echo:again", {"n": 1})
             await first.join()
             with pytest.raises(LocalProtocolError):
@@ -66,7 +66,7 @@ async def test_join_same_topic_after_leave(server: ScenarioServer) -> None:
 
 async def test_many_channels_on_one_socket(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             channels = [socket.channel(f"echo:many:{n}", {"n": n}) for n in range(20)]
             async with trio.open_nursery() as nursery:
                 for channel in channels:
@@ -77,7 +77,7 @@ async def test_many_channels_on_one_socket(server: ScenarioServer) -> None:
 
 async def test_leave_ends_subscriptions(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             channel = socket.channel("echo:leave")
             await channel.join()
             async with channel.subscribe() as messages:

@@ -27,7 +27,7 @@ from .conftest import LIMIT, ScenarioServer, disconnect_me, fast_rejoin
 async def test_crash_errors_then_rejoins(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url, rejoin_after=fast_rejoin) as socket,
+            open_socket(server.url, **server.options, rejoin_after=fast_rejoin) as socket,
             socket.lifecycle() as events,
             socket.channel("echo:crash") as channel,
         ):
@@ -49,7 +49,7 @@ async def test_crash_errors_then_rejoins(server: ScenarioServer) -> None:
 async def test_stop_closes_the_channel_for_good(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as socket,
+            open_socket(server.url, **server.options) as socket,
             socket.lifecycle() as events,
             socket.channel("echo:stop") as channel,
             channel.subscribe() as messages,
@@ -68,7 +68,10 @@ async def test_stop_closes_the_channel_for_good(server: ScenarioServer) -> None:
 
 async def test_stop_with_reply(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket, socket.lifecycle() as events:
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.lifecycle() as events,
+        ):
             channel = socket.channel("echo:stop_reply")
             await channel.join()
             assert await channel.push("stop_reply", {}) == {}
@@ -84,7 +87,7 @@ async def test_stop_with_reply(server: ScenarioServer) -> None:
 async def test_disconnect_reconnects_and_rejoins(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url, params={"user": "dora"}) as socket,
+            open_socket(server.url, **server.options, params={"user": "dora"}) as socket,
             socket.lifecycle() as events,
             socket.channel("echo:dc", {"k": "v"}) as channel,
         ):
@@ -105,7 +108,7 @@ async def test_disconnect_reconnects_and_rejoins(server: ScenarioServer) -> None
 async def test_push_while_offline_is_sent_after_rejoin(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url, params={"user": "eve"}) as socket,
+            open_socket(server.url, **server.options, params={"user": "eve"}) as socket,
             socket.lifecycle() as events,
             socket.channel("echo:offline") as channel,
         ):
@@ -120,7 +123,7 @@ async def test_push_while_offline_is_sent_after_rejoin(server: ScenarioServer) -
 async def test_pending_push_is_lost_on_disconnect(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url, params={"user": "finn"}) as socket,
+            open_socket(server.url, **server.options, params={"user": "finn"}) as socket,
             socket.channel("echo:lost") as slow,
             socket.channel("echo:trigger") as trigger,
         ):
@@ -141,7 +144,7 @@ async def test_pending_push_is_lost_on_disconnect(server: ScenarioServer) -> Non
 
 async def test_socket_closes_cleanly(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             channel = socket.channel("echo:bye")
             await channel.join()
         assert socket.state is SocketState.CLOSED
@@ -151,7 +154,7 @@ async def test_socket_closes_cleanly(server: ScenarioServer) -> None:
 async def test_heartbeats_are_answered(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url, heartbeat_interval=0.05) as socket,
+            open_socket(server.url, **server.options, heartbeat_interval=0.05) as socket,
             socket.lifecycle() as events,
             socket.channel("echo:hb") as channel,
         ):

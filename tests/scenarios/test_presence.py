@@ -48,7 +48,7 @@ async def next_change_of(changes: Subscription[PresenceChange], key: str, kind: 
 
 async def test_own_presence_after_join(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             channel = socket.channel("room:own", {"user": "ann"})
             presence = channel.presence()
             async with channel:
@@ -65,8 +65,8 @@ async def test_own_presence_after_join(server: ScenarioServer) -> None:
 async def test_others_join_and_leave(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as ann_socket,
-            open_socket(server.url) as bob_socket,
+            open_socket(server.url, **server.options) as ann_socket,
+            open_socket(server.url, **server.options) as bob_socket,
         ):
             ann = ann_socket.channel("room:pair", {"user": "ann"})
             presence = ann.presence()
@@ -86,7 +86,7 @@ async def test_others_join_and_leave(server: ScenarioServer) -> None:
 
 async def test_update_is_one_leave_and_one_join(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             channel = socket.channel("room:status", {"user": "cat"})
             presence = channel.presence()
             async with channel, presence.changes() as changes:
@@ -103,7 +103,7 @@ async def test_update_is_one_leave_and_one_join(server: ScenarioServer) -> None:
 
 async def test_untrack_and_track_another_key(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket:
+        async with open_socket(server.url, **server.options) as socket:
             channel = socket.channel("room:keys", {"user": "dan"})
             presence = channel.presence()
             async with channel, presence.changes() as changes:
@@ -121,8 +121,8 @@ async def test_untrack_and_track_another_key(server: ScenarioServer) -> None:
 async def test_presence_across_a_rejoin(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url, params={"user": "eli"}) as socket,
-            open_socket(server.url) as observer_socket,
+            open_socket(server.url, **server.options, params={"user": "eli"}) as socket,
+            open_socket(server.url, **server.options) as observer_socket,
             socket.lifecycle() as events,
         ):
             observer = observer_socket.channel("room:rejoin", {"user": "obs"})

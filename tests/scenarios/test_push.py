@@ -12,14 +12,20 @@ from .conftest import LIMIT, ScenarioServer
 
 async def test_ok_reply(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket, socket.channel("echo:p") as channel:
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.channel("echo:p") as channel,
+        ):
             payload = {"text": "héllo ☃", "n": 1.5, "list": [True, None], "big": 2**53}
             assert await channel.push("echo", payload) == payload
 
 
 async def test_error_reply(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket, socket.channel("echo:p") as channel:
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.channel("echo:p") as channel,
+        ):
             with pytest.raises(PushError) as caught:
                 await channel.push("error", {"why": "because"})
             assert caught.value.status == "error"
@@ -28,7 +34,10 @@ async def test_error_reply(server: ScenarioServer) -> None:
 
 async def test_unknown_event_is_an_error_reply(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket, socket.channel("echo:p") as channel:
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.channel("echo:p") as channel,
+        ):
             with pytest.raises(PushError) as caught:
                 await channel.push("no_such_event", {})
             assert caught.value.response == {"reason": "unknown event"}
@@ -37,7 +46,7 @@ async def test_unknown_event_is_an_error_reply(server: ScenarioServer) -> None:
 async def test_no_reply_times_out_and_channel_goes_on(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as socket,
+            open_socket(server.url, **server.options) as socket,
             socket.channel("echo:p", timeout=0.3) as channel,
         ):
             with pytest.raises(PushTimeout):
@@ -48,7 +57,10 @@ async def test_no_reply_times_out_and_channel_goes_on(server: ScenarioServer) ->
 
 async def test_slow_reply_from_another_process(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket, socket.channel("echo:p") as channel:
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.channel("echo:p") as channel,
+        ):
             reply = await channel.push("reply_later", {"delay": 0.2, "payload": {"late": 1}})
             assert reply == {"late": 1}
 
@@ -56,7 +68,7 @@ async def test_slow_reply_from_another_process(server: ScenarioServer) -> None:
 async def test_slow_reply_blocks_only_its_channel(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_socket(server.url) as socket,
+            open_socket(server.url, **server.options) as socket,
             socket.channel("echo:slow") as slow,
             socket.channel("echo:fast") as fast,
         ):
@@ -74,7 +86,10 @@ async def test_slow_reply_blocks_only_its_channel(server: ScenarioServer) -> Non
 
 async def test_cancelled_push_leaves_nothing_pending(server: ScenarioServer) -> None:
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket, socket.channel("echo:p") as channel:
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.channel("echo:p") as channel,
+        ):
             with trio.move_on_after(0.1) as scope:
                 await channel.push("sleep", {"ms": 500})
             assert scope.cancelled_caught
@@ -85,7 +100,10 @@ async def test_cancelled_push_leaves_nothing_pending(server: ScenarioServer) -> 
 async def test_pipelined_pushes(server: ScenarioServer) -> None:
     results: dict[int, object] = {}
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket, socket.channel("echo:pipe") as channel:
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.channel("echo:pipe") as channel,
+        ):
 
             async def one(n: int) -> None:
                 results[n] = await channel.push("echo", {"n": n})
@@ -99,5 +117,8 @@ async def test_pipelined_pushes(server: ScenarioServer) -> None:
 async def test_large_payload(server: ScenarioServer) -> None:
     text = "x" * 1_000_000
     with trio.fail_after(LIMIT):
-        async with open_socket(server.url) as socket, socket.channel("echo:big") as channel:
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.channel("echo:big") as channel,
+        ):
             assert await channel.push("echo", {"text": text}) == {"text": text}
