@@ -46,6 +46,7 @@ CLIENT_TEST_MODULES = frozenset(
         "test_presence_view",
         "test_transport",
         "test_lifecycle",
+        "test_longpoll",
     }
 )
 

@@ -363,14 +363,36 @@ async def _exchange(
                     f"HTTP {response.status_code}",
                     response.status_code,
                 )
-            data = bytearray()
-            async for chunk in response.aiter_raw():
-                data += chunk
-                if len(data) > limit:
-                    raise _Refused(CLOSE_TOO_BIG, f"LongPoll answer over {limit} bytes")
-            return bytes(data)
+            data = await _read_at_most(response, limit)
+            if data is None:
+                raise _Refused(CLOSE_TOO_BIG, f"LongPoll answer over {limit} bytes")
+            return data
     except httpx.HTTPError as exc:
         raise _Refused(CLOSE_ABNORMAL, f"LongPoll request failed: {exc!r}") from None
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes | None:
+    """The body of ``response``, or ``None`` once it passes ``limit`` bytes (the connection is
+    closed then, and nothing more is read)."""
+    import httpx
+
+    chunks = response.aiter_raw()
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) > limit:
+            break
+    else:
+        return bytes(data)
+    # Close the connection, then let the (now failing) read end httpx's and httpcore's
+    # generators under this one: left suspended, they would only be finalized by the GC.
+    await response.aclose()
+    try:
+        while True:
+            await chunks.__anext__()
+    except (StopAsyncIteration, httpx.HTTPError, httpx.StreamError):
+        pass
+    return None
 
 
 def _new_client(ssl_context: ssl.SSLContext | None) -> httpx.AsyncClient:

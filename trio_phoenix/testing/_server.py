@@ -355,8 +355,11 @@ class TestServer:
                 head = await _read_request_line(stream)
             if not head:
                 return
-            if self.longpoll and is_longpoll_request(head, self.path):
-                await serve_http(self, stream, head)
+            if is_longpoll_request(head, self.path):
+                if self.longpoll:
+                    await serve_http(self, stream, head)
+                else:  # no such route
+                    await stream.send_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
             else:
                 await self._handle_websocket(stream, head)
             if not stream.dropped:
