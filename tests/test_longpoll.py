@@ -57,7 +57,7 @@ def lp_url(server: TestServer) -> str:
 async def test_push_reply_and_broadcast(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels()) as server,
+            open_test_server(demo_channels(), longpoll=True) as server,
             open_socket(server.url, transport="longpoll") as socket,
             socket.channel("echo:a", {"x": 1}) as channel,
             channel.subscribe("news") as news,
@@ -79,7 +79,7 @@ async def test_push_reply_and_broadcast(autojump_clock: trio.abc.Clock) -> None:
 async def test_many_pushes_are_batched_in_order(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels()) as server,
+            open_test_server(demo_channels(), longpoll=True) as server,
             open_socket(server.url, transport="longpoll") as socket,
             socket.channel("echo:a") as channel,
         ):
@@ -125,7 +125,7 @@ def test_longpoll_url() -> None:
 async def test_v1_serializer(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels()) as server,
+            open_test_server(demo_channels(), longpoll=True) as server,
             open_socket(server.url, transport="longpoll", serializer=V1JSONSerializer()) as socket,
             socket.channel("echo:v1") as channel,
         ):
@@ -135,7 +135,7 @@ async def test_v1_serializer(autojump_clock: trio.abc.Clock) -> None:
 async def test_lost_session_reconnects_and_rejoins(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels()) as server,
+            open_test_server(demo_channels(), longpoll=True) as server,
             open_socket(server.url, transport="longpoll") as socket,
             socket.lifecycle() as events,
             socket.channel("echo:a") as channel,
@@ -159,7 +159,7 @@ async def test_lost_session_reconnects_and_rejoins(autojump_clock: trio.abc.Cloc
 async def test_heartbeats_are_answered(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels()) as server,
+            open_test_server(demo_channels(), longpoll=True) as server,
             open_socket(server.url, transport="longpoll") as socket,
         ):
             await trio.sleep(95)  # three heartbeats, and many empty polls
@@ -174,7 +174,7 @@ async def test_refused_connect_is_403(autojump_clock: trio.abc.Clock) -> None:
         raise Reject(429)  # Phoenix's LongPoll answers every refusal with 403
 
     with trio.fail_after(LIMIT):
-        async with open_test_server(demo_channels(), connect=connect) as server:
+        async with open_test_server(demo_channels(), connect=connect, longpoll=True) as server:
             with pytest.raises(ConnectError) as caught:
                 async with open_socket(server.url, transport="longpoll"):
                     pass  # pragma: no cover
@@ -189,7 +189,9 @@ async def test_auth_token_header(autojump_clock: trio.abc.Clock) -> None:
 
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels(), connect=connect, auth_token=True) as server,
+            open_test_server(
+                demo_channels(), connect=connect, auth_token=True, longpoll=True
+            ) as server,
             open_socket(server.url, transport="longpoll", auth_token="s3cret"),
         ):
             assert tokens == ["s3cret"]
@@ -210,7 +212,7 @@ async def test_longpoll_disabled_is_404(autojump_clock: trio.abc.Clock) -> None:
 
 async def test_fallback_when_the_websocket_is_refused(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(LIMIT):
-        async with open_test_server(demo_channels()) as server:
+        async with open_test_server(demo_channels(), longpoll=True) as server:
             server.reject_upgrades(403)  # e.g. a proxy that refuses upgrades
             async with (
                 open_socket(server.url, longpoll_fallback=2.5, wait_connected=False) as socket,
@@ -242,7 +244,7 @@ async def test_fallback_when_the_websocket_takes_too_long(
 
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels(), connect=connect) as server,
+            open_test_server(demo_channels(), connect=connect, longpoll=True) as server,
             open_socket(server.url, longpoll_fallback=2.5, wait_connected=False) as socket,
             socket.lifecycle() as events,
         ):
@@ -256,10 +258,45 @@ async def test_fallback_when_the_websocket_takes_too_long(
             assert server.accepted_connections[0].transport == "longpoll"
 
 
+async def test_fallback_when_the_websocket_does_not_answer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """phoenix.js's health check: a WebSocket that opens must answer a ping within the
+    fallback time."""
+    with trio.fail_after(LIMIT):
+        async with (
+            open_test_server(demo_channels(), longpoll=True) as server,
+            open_socket(server.url, longpoll_fallback=2.5, wait_connected=False) as socket,
+            socket.lifecycle() as events,
+        ):
+            (await server.wait_connections(1)).stall()  # e.g. a proxy that buffers
+            seen: list[Any] = []
+            async for event in events:
+                seen.append((trio.current_time(), event))
+                if isinstance(event, Connected) and event.connects == 2:
+                    break
+            kinds = [type(event).__name__ for _, event in seen]
+            assert kinds[:4] == [
+                "Connected",
+                "TransportFallback",
+                "Disconnected",
+                "ReconnectScheduled",
+            ]
+            opened, fallback = seen[0][0], seen[1][0]
+            assert fallback - opened == pytest.approx(2.5, abs=0.1)
+            assert seen[1][1].error is None
+            assert (seen[2][1].code, seen[2][1].reason) == (1001, "falling back to LongPoll")
+            assert [c.transport for c in server.accepted_connections] == [
+                "websocket",
+                "longpoll",
+            ]
+            assert await socket.ping() >= 0
+
+
 async def test_no_fallback_when_the_websocket_works(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels()) as server,
+            open_test_server(demo_channels(), longpoll=True) as server,
             open_socket(server.url, longpoll_fallback=2.5) as socket,
             socket.lifecycle() as events,
         ):
@@ -311,7 +348,7 @@ async def test_missing_httpx_names_the_extra(
 async def test_server_session_exchange(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels(), longpoll_window=5.0) as server,
+            open_test_server(demo_channels(), longpoll=True, longpoll_window=5.0) as server,
             httpx.AsyncClient(timeout=60) as http,
         ):
             url = lp_url(server)
@@ -352,7 +389,9 @@ async def test_server_session_exchange(autojump_clock: trio.abc.Clock) -> None:
 async def test_server_refusals_and_cors(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            open_test_server(demo_channels(), check_origin=["https://ok.example"]) as server,
+            open_test_server(
+                demo_channels(), longpoll=True, check_origin=["https://ok.example"]
+            ) as server,
             httpx.AsyncClient(timeout=60) as http,
         ):
             url = lp_url(server)

@@ -182,6 +182,7 @@ class Socket:
         self._longpoll = transport == "longpoll"  # after a fallback too
         self._longpoll_fallback = longpoll_fallback  # None once decided
         self._longpoll_timeout = longpoll_timeout
+        self._health_ref: str | None = None  # the ping a WebSocket must answer in time
         self._transport: Transport | LongPollTransport | None = None
         self._connection_scope: trio.CancelScope | None = None
         self._abort_reason: tuple[int, str] | None = None
@@ -401,10 +402,13 @@ class Socket:
             self._emit(life.HeartbeatTimeout())
             self._abort_connection(event.code, event.reason)
         elif type(event) is PingReplied:
+            self._health_check_passed(event.ref)
             waiter = self._pings.get(event.ref)
             if waiter is not None:
                 waiter.set_value(event.rtt)
         elif type(event) is PingLost:
+            if event.ref == self._health_ref:
+                self._health_ref = None
             waiter = self._pings.get(event.ref)
             if waiter is not None:
                 waiter.set_error(ReplyLost("heartbeat", "connection_closed"))
@@ -601,13 +605,35 @@ class Socket:
                 f"the WebSocket to {redact_url(self._url)} did not open within {limit} s"
             )
         else:
-            self._longpoll_fallback = None  # the WebSocket works: no fallback from now on
-            return transport
-        logger.warning("falling back to LongPoll: %s", error)
+            return transport  # on probation until it answers a ping (_run_connection)
+        self._fall_back(error)
+        return None
+
+    def _fall_back(self, error: ConnectError | None) -> None:
+        logger.warning(
+            "falling back to LongPoll: %s",
+            error or "the WebSocket did not answer a heartbeat in time",
+        )
         self._longpoll = True
         self._longpoll_fallback = None
         self._emit(life.TransportFallback(transport="longpoll", error=error))
-        return None
+
+    def _start_health_check(self, scope: trio.CancelScope) -> None:
+        """phoenix.js's check of a fresh WebSocket in fallback mode: a ping must be answered
+        within ``longpoll_fallback`` seconds, or the socket falls back to LongPoll."""
+        assert self._longpoll_fallback is not None
+        now = trio.current_time()
+        self._health_ref = self._core.ping(now)
+        self._pump()
+        scope.deadline = now + self._longpoll_fallback
+
+    def _health_check_passed(self, ref: str) -> None:
+        if ref != self._health_ref:
+            return
+        self._health_ref = None
+        self._longpoll_fallback = None  # the WebSocket works: no fallback from now on
+        if self._connection_scope is not None:
+            self._connection_scope.deadline = math.inf
 
     async def _run_connection(
         self, transport: Transport | LongPollTransport
@@ -617,10 +643,18 @@ class Socket:
         self._abort_reason = None
         try:
             with trio.CancelScope() as self._connection_scope:
+                if self._longpoll_fallback is not None and not self._longpoll:
+                    self._start_health_check(self._connection_scope)
                 try:
                     await self._read(transport)
                 except TransportClosed as closed:
                     return closed.code, closed.reason
+            if self._health_ref is not None and self._abort_reason is None:
+                # The fresh WebSocket did not answer its ping in time.
+                self._core.cancel_ping(self._health_ref)
+                self._health_ref = None
+                self._fall_back(None)
+                self._abort_reason = (1001, "falling back to LongPoll")
             # Aborted by the core (heartbeat timeout): close without waiting on a dead peer.
             code, reason = self._aborted_with()
             with trio.move_on_after(0.1):  # a dead peer will not answer the close

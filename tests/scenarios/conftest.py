@@ -56,6 +56,7 @@ TESTING_OPTIONS: Final[TestServerOptions] = {
     "phoenix_version": "1.7",
     "idle_close_code": 1002,
     "presence_order": "diff_first",
+    "longpoll": True,
     "longpoll_window": 1.0,
 }
 

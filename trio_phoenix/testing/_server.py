@@ -149,8 +149,8 @@ class TestServer:
             ``"state_first"`` (diffs are broadcast by a server task, after the current step)
             or ``"random"`` (each diff picks one, from ``random.Random(presence_seed)``).
         presence_seed: the seed of ``presence_order="random"``.
-        longpoll: serve LongPoll at ``path + "/longpoll"`` (Phoenix's ``longpoll: true``);
-            see ``trio_phoenix.testing._longpoll``.
+        longpoll: serve LongPoll at ``path + "/longpoll"`` (Phoenix's ``longpoll: true``; off
+            by default, as in Phoenix); see ``trio_phoenix.testing._longpoll``.
         longpoll_window: how long a poll waits for messages, in seconds (Phoenix's
             ``window_ms``: 10 s); a session not polled for 1.5 times as long stops.
 
@@ -186,7 +186,7 @@ class TestServer:
     phoenix_version: PhoenixVersion = attrs.field(default="1.8", kw_only=True)
     presence_order: PresenceOrder = attrs.field(default="diff_first", kw_only=True)
     presence_seed: int | None = attrs.field(default=None, kw_only=True)
-    longpoll: bool = attrs.field(default=True, kw_only=True)
+    longpoll: bool = attrs.field(default=False, kw_only=True)
     longpoll_window: float = attrs.field(default=10.0, kw_only=True)
     #: The channel routes.
     router: Router = attrs.field(init=False)
