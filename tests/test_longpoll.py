@@ -37,8 +37,11 @@ from trio_phoenix._longpoll import (
 )
 from trio_phoenix._transport import TransportClosed
 from trio_phoenix.testing import (
+    ChannelSocket,
     ConnectInfo,
+    EchoChannel,
     Reject,
+    Reply,
     TestServer,
     demo_channels,
     open_test_server,
@@ -415,6 +418,36 @@ async def test_server_refusals_and_cors(autojump_clock: trio.abc.Clock) -> None:
             assert bad.status_code == 500
 
 
+class SlowJoin(EchoChannel):
+    async def join(self, topic: str, payload: Any, socket: ChannelSocket) -> Reply | None:
+        await trio.sleep(10)
+        return Reply.ok()
+
+
+async def test_server_post_waits_at_most_a_window(autojump_clock: trio.abc.Clock) -> None:
+    channels = {**demo_channels(), "slow:*": SlowJoin}
+    with trio.fail_after(LIMIT):
+        async with (
+            open_test_server(channels, longpoll=True, longpoll_window=2.0) as server,
+            httpx.AsyncClient(timeout=60) as http,
+        ):
+            url = lp_url(server)
+            ndjson = {"content-type": "application/x-ndjson"}
+            # A malformed message stops the session (1011); Phoenix still answers 200.
+            token = (await http.get(url, params={"vsn": "2.0.0"})).json()["token"]
+            params = {"vsn": "2.0.0", "token": token}
+            bad = await http.post(url, params=params, content='["x"]', headers=ndjson)
+            assert bad.json() == {"status": 200}
+            await server.accepted_connections[0].wait_closed()
+            assert server.accepted_connections[0].close_code == 1011
+            # A join that takes longer than the window: the POST answers 408.
+            token = (await http.get(url, params={"vsn": "2.0.0"})).json()["token"]
+            params = {"vsn": "2.0.0", "token": token}
+            join = '["1","1","slow:a","phx_join",{}]'
+            slow = await http.post(url, params=params, content=join, headers=ndjson)
+            assert slow.json() == {"status": 408}
+
+
 # -- the client against a hostile HTTP server ---------------------------------------------------
 
 Handler = Callable[[str, str, bytes, trio.SocketStream], Awaitable[None]]
@@ -557,6 +590,31 @@ async def test_stalled_answer_times_out(autojump_clock: trio.abc.Clock) -> None:
         closed = await poll_end([silent], request_timeout=7.0)
     assert (closed.code, closed.reason) == (1005, "timeout")
     assert trio.current_time() - start == pytest.approx(7.0, abs=0.1)
+
+
+async def test_post_to_a_lost_session(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(LIMIT):
+        async with hostile([session(), status(410)]) as url:
+            transport = await open_longpoll(url, max_message_size=1024)
+            with pytest.raises(TransportClosed) as caught:
+                await transport.send_many(['["1","1","t","e",{}]'])
+            await transport.abort()
+    assert (caught.value.code, caught.value.reason) == (3410, "session_gone")
+
+
+async def test_unreachable_and_silent_servers(
+    closed_port: int, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        with pytest.raises(ConnectError) as caught:
+            await open_longpoll(
+                f"ws://127.0.0.1:{closed_port}/socket/websocket", max_message_size=1024
+            )
+        assert caught.value.status is None
+        assert "LongPoll request failed" in str(caught.value)
+        async with hostile([b""]) as url:
+            with pytest.raises(ConnectError, match="timed out"):
+                await open_longpoll(url, max_message_size=1024, request_timeout=3)
 
 
 async def test_failed_post_closes_the_transport(autojump_clock: trio.abc.Clock) -> None:

@@ -184,11 +184,6 @@ class LongPollTransport:
         return self._closed
 
     @property
-    def token(self) -> str:
-        """The session token the server gave (for tests and debugging)."""
-        return self._token
-
-    @property
     def _poll_limit(self) -> int:
         # Each message is a JSON string inside the JSON answer: escaping may double it.
         return 2 * self._max_message_size + MAX_SMALL_BODY
@@ -267,9 +262,6 @@ class LongPollTransport:
             raise self._close(CLOSE_INTERNAL_ERROR, f"LongPoll status {status}")
 
     # -- sending -------------------------------------------------------------------------------
-
-    async def send(self, frame: Frame) -> None:
-        await self.send_many([frame])
 
     async def send_many(self, frames: Sequence[Frame]) -> None:
         """POST ``frames`` in order: ndjson batches of up to 100, each after the last is
