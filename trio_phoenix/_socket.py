@@ -29,8 +29,9 @@ import trio
 from . import _lifecycle as life
 from ._channel import Channel, resolve_push
 from ._exceptions import ConnectError, ConnectTimeout, ReplyLost, SocketClosed
+from ._fallback import AnyTransport, TransportChoice
 from ._groups import raise_preferred
-from ._longpoll import LongPollTransport, open_longpoll, require_httpx
+from ._longpoll import require_httpx
 from ._options import (
     Headers,
     ParamsSource,
@@ -45,7 +46,7 @@ from ._options import (
 )
 from ._subscription import OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
-from ._transport import Transport, TransportClosed, open_transport
+from ._transport import TransportClosed
 from .proto import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_TIMEOUT,
@@ -179,11 +180,19 @@ class Socket:
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._cancel_scope: trio.CancelScope | None = None
-        self._longpoll = transport == "longpoll"  # after a fallback too
-        self._longpoll_fallback = longpoll_fallback  # None once decided
-        self._longpoll_timeout = longpoll_timeout
-        self._health_ref: str | None = None  # the ping a WebSocket must answer in time
-        self._transport: Transport | LongPollTransport | None = None
+        self._choice = TransportChoice(
+            longpoll=transport == "longpoll",
+            fallback=longpoll_fallback,
+            longpoll_timeout=longpoll_timeout,
+            headers=self._headers,
+            ssl_context=ssl_context,
+            max_message_size=max_message_size,
+            connect_timeout=connect_timeout,
+            on_fallback=lambda error: self._emit(
+                life.TransportFallback(transport="longpoll", error=error)
+            ),
+        )
+        self._transport: AnyTransport | None = None
         self._connection_scope: trio.CancelScope | None = None
         self._abort_reason: tuple[int, str] | None = None
         self._send_wakeup = trio.Event()
@@ -402,13 +411,13 @@ class Socket:
             self._emit(life.HeartbeatTimeout())
             self._abort_connection(event.code, event.reason)
         elif type(event) is PingReplied:
-            self._health_check_passed(event.ref)
+            if self._choice.ping_answered(event.ref) and self._connection_scope is not None:
+                self._connection_scope.deadline = math.inf  # the WebSocket passed its check
             waiter = self._pings.get(event.ref)
             if waiter is not None:
                 waiter.set_value(event.rtt)
         elif type(event) is PingLost:
-            if event.ref == self._health_ref:
-                self._health_ref = None
+            self._choice.ping_lost(event.ref)
             waiter = self._pings.get(event.ref)
             if waiter is not None:
                 waiter.set_error(ReplyLost("heartbeat", "connection_closed"))
@@ -532,23 +541,17 @@ class Socket:
     def _closed_for_good(self) -> bool:
         return self._core.state is ConnectionState.CLOSED
 
-    async def _open(self, *, first: bool) -> Transport | LongPollTransport | None:
+    async def _open(self, *, first: bool) -> AnyTransport | None:
         """Open a transport, or report the failure to the core and return ``None``."""
         try:
             token = await evaluate(self._auth_token)  # once per attempt, for either transport
             url, subprotocols = await connect_args(
                 self._url, self._params, token, self._core.serializer.vsn
             )
-            if self._longpoll_fallback is not None and not self._longpoll:
-                transport = await self._open_websocket_or_fall_back(url, subprotocols)
-                if transport is not None:
-                    return transport
             with trio.fail_after(
                 math.inf if self._connect_timeout is None else self._connect_timeout
             ):
-                if self._longpoll:
-                    return await self._open_longpoll(url, token)
-                return await self._open_websocket(url, subprotocols)
+                return await self._choice.open(url, subprotocols, token)
         except (ConnectError, trio.TooSlowError) as exc:
             error = (
                 exc
@@ -566,94 +569,27 @@ class Socket:
             self._state_changed.fire()
             return None
 
-    async def _open_websocket(self, url: str, subprotocols: list[str]) -> Transport:
-        return await open_transport(
-            url,
-            subprotocols=subprotocols,
-            headers=self._headers,
-            ssl_context=self._ssl_context,
-            max_message_size=self._max_message_size,
-        )
-
-    async def _open_longpoll(self, url: str, token: str | None) -> LongPollTransport:
-        return await open_longpoll(
-            url,
-            auth_token=token or None,
-            headers=self._headers,
-            ssl_context=self._ssl_context,
-            max_message_size=self._max_message_size,
-            request_timeout=self._longpoll_timeout,
-        )
-
-    async def _open_websocket_or_fall_back(
-        self, url: str, subprotocols: list[str]
-    ) -> Transport | None:
-        """phoenix.js's ``longPollFallbackMs``: the WebSocket has ``longpoll_fallback`` seconds
-        to open; if it fails or takes longer, the socket uses LongPoll from now on."""
-        assert self._longpoll_fallback is not None
-        limit = self._longpoll_fallback
-        if self._connect_timeout is not None:
-            limit = min(limit, self._connect_timeout)
-        error: ConnectError
-        try:
-            with trio.fail_after(limit):
-                transport = await self._open_websocket(url, subprotocols)
-        except ConnectError as exc:
-            error = exc
-        except trio.TooSlowError:
-            error = ConnectError(
-                f"the WebSocket to {redact_url(self._url)} did not open within {limit} s"
-            )
-        else:
-            return transport  # on probation until it answers a ping (_run_connection)
-        self._fall_back(error)
-        return None
-
-    def _fall_back(self, error: ConnectError | None) -> None:
-        logger.warning(
-            "falling back to LongPoll: %s",
-            error or "the WebSocket did not answer a heartbeat in time",
-        )
-        self._longpoll = True
-        self._longpoll_fallback = None
-        self._emit(life.TransportFallback(transport="longpoll", error=error))
-
-    def _start_health_check(self, scope: trio.CancelScope) -> None:
-        """phoenix.js's check of a fresh WebSocket in fallback mode: a ping must be answered
-        within ``longpoll_fallback`` seconds, or the socket falls back to LongPoll."""
-        assert self._longpoll_fallback is not None
-        now = trio.current_time()
-        self._health_ref = self._core.ping(now)
-        self._pump()
-        scope.deadline = now + self._longpoll_fallback
-
-    def _health_check_passed(self, ref: str) -> None:
-        if ref != self._health_ref:
-            return
-        self._health_ref = None
-        self._longpoll_fallback = None  # the WebSocket works: no fallback from now on
-        if self._connection_scope is not None:
-            self._connection_scope.deadline = math.inf
-
-    async def _run_connection(
-        self, transport: Transport | LongPollTransport
-    ) -> tuple[int | None, str | None]:
+    async def _run_connection(self, transport: AnyTransport) -> tuple[int | None, str | None]:
         """Read one connection until it ends (the writer task sends on ``self._transport``);
         return the close code."""
         self._abort_reason = None
         try:
             with trio.CancelScope() as self._connection_scope:
-                if self._longpoll_fallback is not None and not self._longpoll:
-                    self._start_health_check(self._connection_scope)
+                if self._choice.on_probation:
+                    # phoenix.js's health check of a fresh WebSocket in fallback mode.
+                    now = trio.current_time()
+                    probe = self._core.ping(now)
+                    self._pump()
+                    self._connection_scope.deadline = self._choice.start_probation(probe, now)
                 try:
                     await self._read(transport)
                 except TransportClosed as closed:
                     return closed.code, closed.reason
-            if self._health_ref is not None and self._abort_reason is None:
+            unanswered = self._choice.probation_ref
+            if unanswered is not None and self._abort_reason is None:
                 # The fresh WebSocket did not answer its ping in time.
-                self._core.cancel_ping(self._health_ref)
-                self._health_ref = None
-                self._fall_back(None)
+                self._core.cancel_ping(unanswered)
+                self._choice.fall_back(None)
                 self._abort_reason = (1001, "falling back to LongPoll")
             # Aborted by the core (heartbeat timeout): close without waiting on a dead peer.
             code, reason = self._aborted_with()
@@ -670,7 +606,7 @@ class Socket:
     def _aborted_with(self) -> tuple[int, str]:
         return self._abort_reason or (1000, "")
 
-    async def _read(self, transport: Transport | LongPollTransport) -> None:
+    async def _read(self, transport: AnyTransport) -> None:
         core = self._core
         receive_batch = transport.receive_batch
         while True:
