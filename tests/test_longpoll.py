@@ -9,6 +9,7 @@ Timed tests run on ``autojump_clock`` with an absolute deadline.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -208,6 +209,25 @@ async def test_longpoll_disabled_is_404(autojump_clock: trio.abc.Clock) -> None:
                     pass  # pragma: no cover
             assert caught.value.status == 404
             assert "is LongPoll enabled" in str(caught.value)
+
+
+async def test_params_and_session_token_are_never_logged(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.abc.Clock
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with trio.fail_after(LIMIT):
+        async with (
+            open_test_server(demo_channels(), longpoll=True) as server,
+            open_socket(
+                server.url, transport="longpoll", params={"token": "hunter2"}, auth_token="s3c"
+            ) as socket,
+            socket.channel("echo:a") as channel,
+        ):
+            assert await channel.push("echo", {}) == {}
+            session = next(iter(server._longpoll_sessions))
+    assert "HTTP Request: GET" in caplog.text  # httpx logged the requests ...
+    for secret in ("hunter2", "s3c", session):
+        assert secret not in caplog.text  # ... with every query value redacted
 
 
 # -- the fallback -----------------------------------------------------------------------------

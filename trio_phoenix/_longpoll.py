@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import ssl
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
@@ -75,6 +76,22 @@ CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_SESSION_GONE: Final = 3410
 
 _EXTRA_HINT: Final = "pip install 'trio-phoenix[longpoll]'"
+
+
+class _RedactLongPollURLs(logging.Filter):
+    """httpx logs every request's URL at INFO; a LongPoll URL carries the connect params and
+    the session token, which must never reach a log line: redact its query values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) > 1:
+            url = str(args[1])
+            if urlsplit(url).path.endswith("/longpoll"):
+                record.args = (args[0], redact_url(url), *args[2:])
+        return True
+
+
+_REDACT: Final = _RedactLongPollURLs()
 
 
 def require_httpx() -> None:
@@ -202,7 +219,8 @@ class LongPollTransport:
             headers.append(("content-type", content_type))
         with trio.CancelScope() as scope:
             self._scopes.add(scope)
-            self._idle = trio.Event()
+            if self._idle.is_set():
+                self._idle = trio.Event()
             try:
                 with trio.fail_after(self._timeout):
                     return await _exchange(
@@ -389,6 +407,10 @@ async def _read_at_most(response: httpx.Response, limit: int) -> bytes | None:
 
 def _new_client(ssl_context: ssl.SSLContext | None) -> httpx.AsyncClient:
     import httpx
+
+    httpx_logger = logging.getLogger("httpx")
+    if _REDACT not in httpx_logger.filters:
+        httpx_logger.addFilter(_REDACT)
 
     # TODO(proxy): pass the socket's proxy setting here (httpx's ``proxy=``); until the proxy
     # option exists, LongPoll connects directly and ignores the proxy environment variables,
