@@ -47,6 +47,7 @@ CLIENT_TEST_MODULES = frozenset(
         "test_transport",
         "test_lifecycle",
         "test_checkpoints",
+        "test_longpoll",
     }
 )
 

@@ -40,7 +40,7 @@ async def run_cases(port: int, *, compress: bool = False) -> None:
     base = f"ws://127.0.0.1:{port}"
     transport = await open_transport(f"{base}/getCaseCount", max_message_size=MAX)
     try:
-        count = int(str(await transport.receive()))
+        count = int(str((await transport.receive_batch())[0]))
     finally:
         await transport.abort()
     for case in range(1, count + 1):

@@ -107,3 +107,29 @@ async def test_phoenix_js_scenarios() -> None:
     assert not failed, f"phoenix.js scenarios failed: {failed}\n{report}"
     assert not missing, f"phoenix.js scenarios did not run: {missing}\n{report}"
     assert result.returncode == 0, f"node exited with {result.returncode}\n{report}"
+
+
+async def test_phoenix_js_over_longpoll() -> None:
+    """The official client's LongPoll transport (fetch in Node) against the test server."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("Node.js is not installed (needed for the phoenix.js fidelity check)")
+    async with open_test_server(
+        demo_channels(), connect=connect, auth_token=True, longpoll=True, longpoll_window=1.0
+    ) as server:
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [node, "longpoll.mjs", server.url],
+                cwd=JS_DIR,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        assert all(c.transport == "longpoll" for c in server.accepted_connections)
+    records = [json.loads(line) for line in result.stdout.decode().splitlines() if line[:1] == "{"]
+    report = "\n".join(f"  {r['name']}: {r['ok']} - {r['detail']}" for r in records)
+    assert [r["name"] for r in records] == ["join_push_broadcast", "refused_token"], (
+        f"{report}\nstderr: {result.stderr.decode()[-2000:]}"
+    )
+    assert all(r["ok"] for r in records), report
+    assert result.returncode == 0, report

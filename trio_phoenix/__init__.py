@@ -69,6 +69,7 @@ else:
         LifecycleEvent as LifecycleEvent,
         ReconnectScheduled as ReconnectScheduled,
         RejoinScheduled as RejoinScheduled,
+        TransportFallback as TransportFallback,
     )
     from ._open import (
         connect_socket as connect_socket,

@@ -33,6 +33,7 @@ __all__ = [
     "LifecycleEvent",
     "ReconnectScheduled",
     "RejoinScheduled",
+    "TransportFallback",
 ]
 
 
@@ -63,11 +64,22 @@ class HeartbeatTimeout:
     """A heartbeat went unanswered: the connection is considered dead and is closed."""
 
 
+@attrs.frozen(kw_only=True)
+class TransportFallback:
+    """The socket switched to LongPoll for the rest of its life (``longpoll_fallback``): the
+    WebSocket could not be established in time. ``error`` says why (``None`` when a WebSocket
+    opened but did not answer a heartbeat in time)."""
+
+    transport: str
+    error: ConnectError | None
+
+
 LifecycleEvent = (
     Connected
     | Disconnected
     | ConnectFailed
     | HeartbeatTimeout
+    | TransportFallback
     | ReconnectScheduled
     | ChannelJoined
     | ChannelErrored

@@ -36,6 +36,7 @@ __all__ = [
     "check_params",
     "check_trio_token",
     "connect_args",
+    "evaluate",
     "is_permanent",
 ]
 
@@ -69,6 +70,8 @@ class SocketOptions(TypedDict, total=False):
     close_timeout: float
     transport: TransportName
     compress: bool
+    longpoll_fallback: float | None
+    longpoll_timeout: float
 
 
 def check_params(params: object) -> None:
@@ -118,6 +121,8 @@ def check_options(
     max_message_size: object,
     transport: object = "websocket",
     compress: object = False,
+    longpoll_fallback: object = None,
+    longpoll_timeout: object = 20.0,
 ) -> list[tuple[str, str]]:
     """Check the socket's options (``TypeError`` / ``ValueError`` naming the option); return
     the headers as a list of pairs."""
@@ -170,10 +175,18 @@ def check_options(
             f'compress=True needs transport="websocket" (the {transport} transport has no '
             "permessage-deflate)"
         )
+    check_seconds("longpoll_fallback", longpoll_fallback, allow_none=True, positive=True)
+    check_seconds("longpoll_timeout", longpoll_timeout, allow_none=False, positive=True)
+    if transport == "longpoll" and longpoll_fallback is not None:
+        raise ValueError(
+            "longpoll_fallback only applies to transport='websocket' (it falls back to "
+            f"LongPoll); leave it None with transport={transport!r}"
+        )
     return check_headers(headers or ())
 
 
-async def _evaluate(source: Any) -> Any:
+async def evaluate(source: Any) -> Any:
+    """The value of an option that may be a sync or async callable."""
     value = source() if callable(source) else source
     if inspect.isawaitable(value):
         value = await value
@@ -185,13 +198,13 @@ async def connect_args(
 ) -> ConnectArgs:
     """The URL and subprotocols of the next connect attempt (``params`` and ``auth_token``
     evaluated now)."""
-    values = await _evaluate(params)
+    values = await evaluate(params)
     if values is not None and not isinstance(values, Mapping):
         raise InvalidParams(
             f"the params callable must return a mapping, got {type(values).__name__}"
         )
     full_url = build_socket_url(url, values, vsn)
-    token = await _evaluate(auth_token)
+    token = await evaluate(auth_token)
     return full_url, auth_token_subprotocols(token) if token else []
 
 

@@ -32,9 +32,10 @@ import trio
 from . import _lifecycle as life
 from ._channel import Channel
 from ._exceptions import ConnectError, ConnectTimeout, ReplyLost, SocketClosed
+from ._fallback import TransportChoice
 from ._groups import raise_preferred
+from ._longpoll import require_httpx
 from ._options import (
-    ConnectArgs,
     Headers,
     ParamsSource,
     ReconnectAfter,
@@ -42,6 +43,7 @@ from ._options import (
     check_options,
     check_trio_token,
     connect_args,
+    evaluate,
     is_permanent,
 )
 from ._outcomes import settle_push
@@ -117,6 +119,8 @@ class Socket:
         close_timeout: float = 5.0,
         transport: TransportName = "websocket",
         compress: bool = False,
+        longpoll_fallback: float | None = None,
+        longpoll_timeout: float = 20.0,
     ) -> None:
         if _token is not _CONSTRUCTOR_TOKEN:
             raise TypeError(
@@ -139,7 +143,11 @@ class Socket:
             max_message_size=max_message_size,
             transport=transport,
             compress=compress,
+            longpoll_fallback=longpoll_fallback,
+            longpoll_timeout=longpoll_timeout,
         )
+        if transport == "longpoll" or longpoll_fallback is not None:
+            require_httpx()
         self._trio_token = trio.lowlevel.current_trio_token()
         self._core = SocketCore(
             serializer=serializer,
@@ -154,8 +162,20 @@ class Socket:
         self._auth_token = auth_token
         self._ssl_context = ssl_context
         self._max_message_size = max_message_size
-        self._open_transport = opener(transport)
-        self._compress = compress
+        self._choice = TransportChoice(
+            longpoll=transport == "longpoll",
+            fallback=longpoll_fallback,
+            longpoll_timeout=longpoll_timeout,
+            websocket=opener(transport),
+            compress=compress,
+            headers=self._headers,
+            ssl_context=ssl_context,
+            max_message_size=max_message_size,
+            connect_timeout=connect_timeout,
+            on_fallback=lambda error: self._emit(
+                life.TransportFallback(transport="longpoll", error=error)
+            ),
+        )
         self._nursery: trio.Nursery | None = None  # where a transport may run a task
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
@@ -358,9 +378,12 @@ class Socket:
                     self._emit(life.HeartbeatTimeout())
                     self._abort_connection(event.code, event.reason)
                 case PingReplied():
+                    if self._choice.ping_answered(event.ref) and self._connection_scope:
+                        self._connection_scope.deadline = math.inf  # the WebSocket passed
                     if event.waiter is not None:
                         event.waiter.set_value(event.rtt)
                 case PingLost():
+                    self._choice.ping_lost(event.ref)
                     if event.waiter is not None:
                         event.waiter.set_error(ReplyLost("heartbeat", "connection_closed"))
                 case FrameDropped(reason="malformed"):
@@ -454,11 +477,6 @@ class Socket:
             core.handle_timers(trio.current_time())
             self._pump()
 
-    async def _connect_args(self) -> ConnectArgs:
-        return await connect_args(
-            self._url, self._params, self._auth_token, self._core.serializer.vsn
-        )
-
     async def _supervise(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
@@ -508,20 +526,15 @@ class Socket:
     async def _open(self, *, first: bool) -> AnyTransport | None:
         """Open a transport, or report the failure to the core and return ``None``."""
         try:
-            url, subprotocols = await self._connect_args()
+            token = await evaluate(self._auth_token)  # once per attempt, for either transport
+            url, subprotocols = await connect_args(
+                self._url, self._params, token, self._core.serializer.vsn
+            )
             with trio.fail_after(
                 math.inf if self._connect_timeout is None else self._connect_timeout
             ):
                 assert self._nursery is not None
-                return await self._open_transport(
-                    url,
-                    nursery=self._nursery,
-                    subprotocols=subprotocols,
-                    headers=self._headers,
-                    ssl_context=self._ssl_context,
-                    max_message_size=self._max_message_size,
-                    compress=self._compress,
-                )
+                return await self._choice.open(url, subprotocols, token, self._nursery)
         except (ConnectError, trio.TooSlowError) as exc:
             error = (
                 exc
@@ -544,10 +557,22 @@ class Socket:
         self._abort_reason = None
         try:
             with trio.CancelScope() as self._connection_scope:
+                if self._choice.on_probation:
+                    # phoenix.js's health check of a fresh WebSocket in fallback mode.
+                    now = trio.current_time()
+                    probe = self._core.ping(now)
+                    self._pump()
+                    self._connection_scope.deadline = self._choice.start_probation(probe, now)
                 try:
                     await self._read(transport)
                 except TransportClosed as closed:
                     return closed.code, closed.reason
+            unanswered = self._choice.probation_ref
+            if unanswered is not None and self._abort_reason is None:
+                # The fresh WebSocket did not answer its ping in time.
+                self._core.cancel_ping(unanswered)
+                self._choice.fall_back(None)
+                self._abort_reason = (1001, "falling back to LongPoll")
             # Aborted by the core (heartbeat timeout): close without waiting on a dead peer.
             code, reason = self._aborted_with()
             with trio.move_on_after(0.1):  # a dead peer will not answer the close

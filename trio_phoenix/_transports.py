@@ -20,7 +20,7 @@ from .proto import Frame
 __all__ = ["TRANSPORTS", "AnyTransport", "Opener", "TransportName", "opener"]
 
 #: The values of the ``transport=`` option.
-TransportName = Literal["websocket", "trio-websocket"]
+TransportName = Literal["websocket", "trio-websocket", "longpoll"]
 TRANSPORTS: Final[tuple[str, ...]] = get_args(TransportName)
 
 
@@ -93,7 +93,9 @@ async def _open_trio_websocket(
 
 
 def opener(name: TransportName) -> Opener:
-    """The opener of the ``transport=`` option's value (checked by ``check_options``)."""
+    """The WebSocket opener of the ``transport=`` option's value (checked by
+    ``check_options``); LongPoll is opened by ``_fallback.TransportChoice``, which also runs
+    phoenix.js's fallback from a WebSocket to LongPoll."""
     if name == "trio-websocket":
         return _open_trio_websocket
     return _open_websocket

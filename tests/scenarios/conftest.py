@@ -1,8 +1,8 @@
 """One scenario suite, two servers: every test here runs against both.
 
-The client scenarios (the tests that open a client socket) also run over both WebSocket
-transports: ``client_transport`` is parametrized with ``"websocket"`` (our engine, the default)
-and ``"trio-websocket"``; each opens its sockets with ``open_socket(server.url,
+The client scenarios (the tests that open a client socket) also run over every transport:
+``client_transport`` is parametrized with ``"websocket"`` (our engine, the default),
+``"trio-websocket"`` and ``"longpoll"``; each opens its sockets with ``open_socket(server.url,
 **server.options)``.
 
 ``server`` is parametrized: ``testing`` is `trio_phoenix.testing` with the scenario app
@@ -55,6 +55,8 @@ TESTING_OPTIONS: Final[TestServerOptions] = {
     "phoenix_version": "1.7",
     "idle_close_code": 1002,
     "presence_order": "diff_first",
+    "longpoll": True,
+    "longpoll_window": 1.0,
 }
 
 
@@ -72,6 +74,11 @@ class ScenarioServer:
     url: str
     #: The client options of this parametrization (the transport).
     options: ClientOptions = attrs.field(factory=lambda: ClientOptions(transport="websocket"))
+
+    @property
+    def longpoll(self) -> bool:
+        """Whether the client scenarios run over LongPoll."""
+        return self.options["transport"] == "longpoll"
 
 
 _NOT_HERE = pytest.StashKey[int]()

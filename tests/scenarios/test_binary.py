@@ -1,18 +1,34 @@
-"""Binary frames both ways (V2 serializer only)."""
+"""Binary frames both ways (V2 serializer only); over LongPoll, what Phoenix does with them.
+
+Phoenix's LongPoll carries client binary messages (base64 lines of the POST) but cannot put a
+server binary message into a poll's JSON: bytes that are not UTF-8 fail the poll (HTTP 500,
+the socket reconnects), others arrive as a string the client cannot decode (a malformed
+frame, counted and skipped).
+"""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
-from trio_phoenix import EncodeError, V1JSONSerializer, open_socket
+from trio_phoenix import (
+    ChannelErrored,
+    Disconnected,
+    EncodeError,
+    ReplyLost,
+    V1JSONSerializer,
+    open_socket,
+)
 
-from .conftest import LIMIT, ScenarioServer
+from .conftest import LIMIT, ScenarioServer, fast_rejoin
 
 DATA = bytes(range(256)) * 4
 
 
 async def test_binary_push_and_binary_reply(server: ScenarioServer) -> None:
+    if server.longpoll:
+        await _binary_reply_fails_the_poll(server)
+        return
     with trio.fail_after(LIMIT):
         async with (
             open_socket(server.url, **server.options) as socket,
@@ -22,7 +38,58 @@ async def test_binary_push_and_binary_reply(server: ScenarioServer) -> None:
             assert await channel.push("echo", b"") == b""
 
 
+async def _binary_reply_fails_the_poll(server: ScenarioServer) -> None:
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(server.url, **server.options, rejoin_after=fast_rejoin) as socket,
+            socket.lifecycle() as events,
+            socket.channel("echo:bin") as channel,
+        ):
+            with pytest.raises(ReplyLost):
+                await channel.push("echo", DATA)
+            async for event in events:
+                if isinstance(event, Disconnected):
+                    assert event.code == 1011  # the poll's HTTP 500
+                    break
+            assert await channel.push("echo", {"after": 1}) == {"after": 1}
+
+
+async def test_longpoll_binary_push_reaches_the_channel(server: ScenarioServer) -> None:
+    """A binary push over LongPoll is decoded by the server: it crashes the channel (``crash``
+    takes any payload) rather than the session, which a garbled message would."""
+    if not server.longpoll:
+        pytest.skip("LongPoll only")
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(server.url, **server.options) as socket,
+            socket.lifecycle() as events,
+            socket.channel("echo:bin") as channel,
+        ):
+            with pytest.raises(ReplyLost):
+                await channel.push("crash", DATA)
+            async for event in events:
+                if isinstance(event, ChannelErrored):
+                    assert event.topic == "echo:bin"
+                    break
+            assert socket.statistics().disconnects == 0
+
+
+async def test_longpoll_utf8_binary_push_is_a_malformed_frame(server: ScenarioServer) -> None:
+    if not server.longpoll:
+        pytest.skip("LongPoll only")
+    with trio.fail_after(LIMIT):
+        async with open_socket(server.url, **server.options) as socket:
+            async with socket.channel("echo:bin") as channel:
+                await channel.push("push_binary", {"event": "blob", "bytes": [104, 105]})
+                # The push came before this reply, on the same session.
+                assert await channel.push("echo", {"after": 1}) == {"after": 1}
+            assert socket.statistics().malformed_frames == 1
+            assert socket.statistics().disconnects == 0
+
+
 async def test_binary_server_push(server: ScenarioServer) -> None:
+    if server.longpoll:
+        pytest.skip("Phoenix's LongPoll cannot carry server binary messages")
     with trio.fail_after(LIMIT):
         async with (
             open_socket(server.url, **server.options) as socket,
@@ -36,6 +103,8 @@ async def test_binary_server_push(server: ScenarioServer) -> None:
 
 
 async def test_binary_broadcast(server: ScenarioServer) -> None:
+    if server.longpoll:
+        pytest.skip("Phoenix's LongPoll cannot carry server binary messages")
     with trio.fail_after(LIMIT):
         async with (
             open_socket(server.url, **server.options) as alice,

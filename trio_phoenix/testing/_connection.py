@@ -23,7 +23,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import attrs
 import trio
@@ -41,10 +41,10 @@ from trio_phoenix.proto._message import (
 from trio_phoenix.proto._serializer import Frame, Serializer, V1JSONSerializer, V2JSONSerializer
 
 from ._channel import ChannelProcess, ChannelSocket, reply_message
-from ._faults import GatedStream
+from ._faults import Gate
 from ._handlers import Reply
 from ._handshake import ConnectInfo
-from ._websocket import CLOSE_ABNORMAL, ServerWebSocket, WebSocketEnded
+from ._websocket import CLOSE_ABNORMAL, WebSocketEnded
 
 if TYPE_CHECKING:
     from ._server import TestServer
@@ -56,6 +56,23 @@ logger: Final = logging.getLogger("trio_phoenix.testing")
 #: How long a duplicate join waits for the old channel to finish (Phoenix: 5 s, then kill).
 _DUPLICATE_JOIN_GRACE: Final = 5.0
 CLOSE_INTERNAL_ERROR: Final = 1011
+
+
+class _Wire(Protocol):
+    """Messages in and out: a ``ServerWebSocket``, or a LongPoll session's."""
+
+    async def get_message(self) -> Frame: ...
+    async def send_message(self, data: str | bytes) -> None: ...
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+class _Link(Protocol):
+    """What lies under the messages: a ``GatedStream``, or a LongPoll session's."""
+
+    gate: Gate
+    last_received: float
+
+    def drop(self) -> None: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -77,16 +94,19 @@ class ServerConnection:
         serializer: the serializer ``vsn`` selected (server role).
         assigns: the connect hook's ``Accept.assigns``, copied into every channel.
         received: every message the client sent, decoded, in order.
+        transport: ``"websocket"`` or ``"longpoll"`` (a LongPoll session).
     """
 
     server: TestServer
-    _ws: ServerWebSocket
-    _stream: GatedStream
+    _ws: _Wire
+    _stream: _Link
     id: str | None = attrs.field(kw_only=True)
     params: dict[str, Any] = attrs.field(kw_only=True)
     connect_info: ConnectInfo = attrs.field(kw_only=True)
     serializer: Serializer = attrs.field(kw_only=True)
     assigns: dict[str, Any] = attrs.field(kw_only=True)
+    transport: str = attrs.field(default="websocket", kw_only=True)
+    _idle_timeout: float | None = attrs.field(default=None, kw_only=True, alias="idle_timeout")
     received: list[Message] = attrs.field(factory=list, init=False)
     _channels: dict[str, ChannelProcess] = attrs.field(factory=dict, init=False)
     _outbox_send: trio.MemorySendChannel[_Outgoing] = attrs.field(init=False)
@@ -288,7 +308,7 @@ class ServerConnection:
                 return  # the reader sees the stream end and ends the connection
 
     async def _idle_loop(self) -> None:
-        timeout = self.server.idle_timeout
+        timeout = self._idle_timeout
         if timeout is None:
             return
         stream = self._stream

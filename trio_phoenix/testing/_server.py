@@ -42,6 +42,7 @@ from ._handshake import (
     serializer_for_vsn,
     split_auth_token,
 )
+from ._longpoll import MAX_HEAD, LongPollSession, is_longpoll_request, serve_http
 from ._presence import PresenceOrder, PresenceTracker
 from ._versions import PhoenixVersion, VersionRules, rules_for
 from ._websocket import Upgrade, read_upgrade
@@ -83,6 +84,8 @@ class TestServerOptions(TypedDict, total=False):
     phoenix_version: PhoenixVersion
     presence_order: PresenceOrder
     presence_seed: int | None
+    longpoll: bool
+    longpoll_window: float
 
 
 @attrs.frozen(kw_only=True)
@@ -146,6 +149,10 @@ class TestServer:
             ``"state_first"`` (diffs are broadcast by a server task, after the current step)
             or ``"random"`` (each diff picks one, from ``random.Random(presence_seed)``).
         presence_seed: the seed of ``presence_order="random"``.
+        longpoll: serve LongPoll at ``path + "/longpoll"`` (Phoenix's ``longpoll: true``; off
+            by default, as in Phoenix); see ``trio_phoenix.testing._longpoll``.
+        longpoll_window: how long a poll waits for messages, in seconds (Phoenix's
+            ``window_ms``: 10 s); a session not polled for 1.5 times as long stops.
 
     The WebSocket layer follows Bandit 1.11 (see ``trio_phoenix.testing._websocket``):
     close frames are code-only, a client's close is answered with 1000 (1002 for codes that
@@ -179,6 +186,8 @@ class TestServer:
     phoenix_version: PhoenixVersion = attrs.field(default="1.8", kw_only=True)
     presence_order: PresenceOrder = attrs.field(default="diff_first", kw_only=True)
     presence_seed: int | None = attrs.field(default=None, kw_only=True)
+    longpoll: bool = attrs.field(default=False, kw_only=True)
+    longpoll_window: float = attrs.field(default=10.0, kw_only=True)
     #: The channel routes.
     router: Router = attrs.field(init=False)
     #: The presence tracker.
@@ -197,6 +206,8 @@ class TestServer:
     _changed: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot, init=False)
     _running: bool = attrs.field(default=False, init=False)
     _rules: VersionRules = attrs.field(init=False)
+    _longpoll_sessions: dict[str, LongPollSession] = attrs.field(factory=dict, init=False)
+    _connection_nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._rules = rules_for(self.phoenix_version)
@@ -320,6 +331,7 @@ class TestServer:
     ) -> None:
         with scope:
             async with trio.open_nursery() as nursery:
+                self._connection_nursery = nursery
                 task_status.started(nursery)
                 await trio.sleep_forever()
 
@@ -338,7 +350,18 @@ class TestServer:
     async def _handle_tcp(self, tcp: trio.SocketStream) -> None:
         stream = GatedStream(tcp)
         try:
-            await self._handle_websocket(stream)
+            head = b""
+            with trio.move_on_after(self.handshake_timeout):
+                head = await _read_request_line(stream)
+            if not head:
+                return
+            if is_longpoll_request(head, self.path):
+                if self.longpoll:
+                    await serve_http(self, stream, head)
+                else:  # no such route
+                    await stream.send_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+            else:
+                await self._handle_websocket(stream, head)
             if not stream.dropped:
                 await self._linger(stream)
         finally:
@@ -355,11 +378,11 @@ class TestServer:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def _handle_websocket(self, stream: GatedStream) -> None:
+    async def _handle_websocket(self, stream: GatedStream, head: bytes) -> None:
         request: Upgrade | None = None
         with trio.move_on_after(self.handshake_timeout):
             try:
-                request = await read_upgrade(stream)
+                request = await read_upgrade(stream, head)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
         if request is None:
@@ -382,7 +405,11 @@ class TestServer:
             connect_info=decision.info,
             serializer=decision.serializer,
             assigns=decision.assigns,
+            idle_timeout=self.idle_timeout,
         )
+        await self._serve_connection(connection)
+
+    async def _serve_connection(self, connection: ServerConnection) -> None:
         self.connections.append(connection)
         self.accepted_connections.append(connection)
         self._changed.unpark_all()
@@ -391,6 +418,39 @@ class TestServer:
         finally:
             self.connections.remove(connection)
             self._changed.unpark_all()
+
+    def _start_longpoll_session(
+        self,
+        session: LongPollSession,
+        accept: Accept,
+        params: dict[str, Any],
+        info: ConnectInfo,
+        serializer: Serializer,
+    ) -> None:
+        connection = ServerConnection(
+            self,
+            session.wire,
+            session.link,
+            id=accept.id,
+            params=params,
+            connect_info=info,
+            serializer=serializer,
+            assigns=dict(accept.assigns),
+            transport="longpoll",
+            idle_timeout=1.5 * self.longpoll_window,
+        )
+        session.connection = connection
+        self._longpoll_sessions[session.token] = session
+        assert self._connection_nursery is not None
+        self._connection_nursery.start_soon(self._run_longpoll_session, session, connection)
+
+    async def _run_longpoll_session(
+        self, session: LongPollSession, connection: ServerConnection
+    ) -> None:
+        try:
+            await self._serve_connection(connection)
+        finally:
+            session.end(connection.close_code or 1000)
 
     async def _decide(self, request: Upgrade, stream: GatedStream) -> _Upgrade | Reject:
         """Phoenix's upgrade checks, in Phoenix's order (see ``_handshake``)."""
@@ -512,6 +572,20 @@ class TestServer:
 
     def _message_received(self) -> None:
         self._messages_received += 1
+
+
+async def _read_request_line(stream: GatedStream) -> bytes:
+    """The first bytes of a request, up to its first line at least (``b""``: none came)."""
+    head = b""
+    while b"\r\n" not in head and len(head) < MAX_HEAD:
+        try:
+            data = await stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+        if not data:
+            return head
+        head += data
+    return head
 
 
 async def serve_test_server(

@@ -112,11 +112,13 @@ class Upgrade:
         await self._stream.send_all(data)
 
 
-async def read_upgrade(stream: GatedStream) -> Upgrade | None:
-    """Read an upgrade request; a malformed one is answered (400 or 426) and gives ``None``."""
+async def read_upgrade(stream: GatedStream, initial: bytes = b"") -> Upgrade | None:
+    """Read an upgrade request (``initial``: its first bytes, already read); a malformed one
+    is answered (400 or 426) and gives ``None``."""
     handshake = H11Handshake(ConnectionType.SERVER)
     while True:
-        data = await stream.receive_some(_RECEIVE_SIZE)
+        data = initial or await stream.receive_some(_RECEIVE_SIZE)
+        initial = b""
         if not data:
             return None
         try:

@@ -2,6 +2,10 @@ defmodule PhoenixApp.Endpoint do
   @moduledoc """
   One socket at `/socket` (WebSocket and LongPoll, V1 and V2 serializers) and the same socket
   with permessage-deflate at `/compressed`, and with a 1-second idle timeout at `/short_idle`.
+
+  LongPoll answers an empty poll after 1 s instead of 10 s (`window_ms`) and gives up on a
+  lost session after 200 ms instead of 2 s (`pubsub_timeout_ms`), so that the scenarios that
+  lose a session over LongPoll take about a second, not twelve.
   """
   use Phoenix.Endpoint, otp_app: :phoenix_app
 
@@ -13,7 +17,7 @@ defmodule PhoenixApp.Endpoint do
 
   socket "/socket", PhoenixApp.UserSocket,
     websocket: @websocket,
-    longpoll: [connect_info: [:x_headers]]
+    longpoll: [connect_info: [:x_headers], window_ms: 1_000, pubsub_timeout_ms: 200]
 
   socket "/compressed", PhoenixApp.UserSocket, websocket: [{:compress, true} | @websocket]
 

@@ -7,6 +7,8 @@ defmodule PhoenixApp.Entry do
   `auth_token: true`; Phoenix 1.7 has no such option, so this plug decodes the entry into an
   `x-phx-auth-token` request header, which `UserSocket` reads through the `:x_headers` connect
   info. The endpoint's `subprotocols: ["phoenix"]` answers with `phoenix`, as 1.8 does.
+  Over LongPoll the token comes in Phoenix 1.8's `x-phoenix-authtoken` header instead, which
+  this plug copies to `x-phx-auth-token` too.
   """
   @behaviour Plug
   @prefix "base64url.bearer.phx."
@@ -24,6 +26,12 @@ defmodule PhoenixApp.Entry do
         Plug.Conn.put_req_header(conn, "x-phx-auth-token", token)
       else
         _ -> conn
+      end
+
+    conn =
+      case Plug.Conn.get_req_header(conn, "x-phoenix-authtoken") do
+        [token | _] -> Plug.Conn.put_req_header(conn, "x-phx-auth-token", token)
+        [] -> conn
       end
 
     PhoenixApp.Endpoint.call(conn, PhoenixApp.Endpoint.init([]))
