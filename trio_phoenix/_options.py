@@ -25,6 +25,7 @@ from typing import Any, TypedDict
 import trio
 
 from ._exceptions import ConnectError, InvalidParams
+from ._network import ProxyFailure, ProxyOption, check_proxy
 from .proto import Serializer, auth_token_subprotocols, build_socket_url
 from .proto._limits import check_headers
 
@@ -66,6 +67,7 @@ class SocketOptions(TypedDict, total=False):
     max_message_size: int
     connect_timeout: float | None
     close_timeout: float
+    proxy: ProxyOption
 
 
 def check_params(params: object) -> None:
@@ -113,6 +115,7 @@ def check_options(
     connect_timeout: object,
     close_timeout: object,
     max_message_size: object,
+    proxy: object = True,
 ) -> list[tuple[str, str]]:
     """Check the socket's options (``TypeError`` / ``ValueError`` naming the option); return
     the headers as a list of pairs."""
@@ -155,6 +158,7 @@ def check_options(
         )
     if max_message_size < 1024:
         raise ValueError(f"max_message_size must be at least 1024 bytes, got {max_message_size}")
+    check_proxy(proxy)
     return check_headers(headers or ())
 
 
@@ -181,10 +185,14 @@ async def connect_args(
 
 
 def is_permanent(error: ConnectError) -> bool:
-    """Whether retrying cannot help: the server rejected the upgrade, or TLS refused the
-    server's certificate or host name (or the handshake itself)."""
-    return error.status is not None or isinstance(
-        error.__cause__, ssl.SSLError | ssl.CertificateError
+    """Whether retrying cannot help: the server rejected the upgrade, TLS refused the
+    server's certificate or host name (or the handshake itself), or the proxy refused the
+    credentials or the target."""
+    cause = error.__cause__
+    return (
+        error.status is not None
+        or isinstance(cause, ssl.SSLError | ssl.CertificateError)
+        or (isinstance(cause, ProxyFailure) and cause.permanent)
     )
 
 

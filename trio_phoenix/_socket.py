@@ -30,6 +30,7 @@ from . import _lifecycle as life
 from ._channel import Channel, resolve_push
 from ._exceptions import ConnectError, ConnectTimeout, ReplyLost, SocketClosed
 from ._groups import raise_preferred
+from ._network import ProxyOption, proxy_for
 from ._options import (
     ConnectArgs,
     Headers,
@@ -131,6 +132,7 @@ class Socket:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         connect_timeout: float | None = 10.0,
         close_timeout: float = 5.0,
+        proxy: ProxyOption = True,
     ) -> None:
         if _token is not _CONSTRUCTOR_TOKEN:
             raise TypeError(
@@ -151,6 +153,7 @@ class Socket:
             connect_timeout=connect_timeout,
             close_timeout=close_timeout,
             max_message_size=max_message_size,
+            proxy=proxy,
         )
         self._trio_token = trio.lowlevel.current_trio_token()
         self._core = SocketCore(
@@ -166,6 +169,7 @@ class Socket:
         self._auth_token = auth_token
         self._ssl_context = ssl_context
         self._max_message_size = max_message_size
+        self._proxy = proxy
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._cancel_scope: trio.CancelScope | None = None
@@ -533,6 +537,7 @@ class Socket:
                     headers=self._headers,
                     ssl_context=self._ssl_context,
                     max_message_size=self._max_message_size,
+                    proxy=proxy_for(url, self._proxy),
                 )
         except (ConnectError, trio.TooSlowError) as exc:
             error = (

@@ -263,12 +263,15 @@ async def open_transport(
     ssl_context: ssl.SSLContext | None = None,
     max_message_size: int,
     receive_buffer_size: int | None = 65536,
+    proxy: str | None = None,
 ) -> Transport:
     """Open a WebSocket connection (it needs no background task).
 
+    ``proxy`` is a proxy URL to tunnel through (see ``_network.proxy_for``), or ``None``.
+
     Raises:
         ConnectError: the server refused the upgrade (``status`` set) or could not be
-            reached, or the TLS handshake failed.
+            reached, the proxy failed, or the TLS handshake failed.
     """
     where = redact_url(url)
     parts = urlsplit(url)
@@ -281,7 +284,7 @@ async def open_transport(
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     stream: trio.abc.Stream | None = None
     try:
-        stream = await open_stream(host, port, secure=secure, ssl_context=ssl_context)
+        stream = await open_stream(host, port, secure=secure, ssl_context=ssl_context, proxy=proxy)
         ws = WSConnection(ConnectionType.CLIENT)
         request = Request(
             host=host_header,
