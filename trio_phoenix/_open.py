@@ -53,7 +53,8 @@ async def open_socket(
     starts once the first connection is open: a refused or unreachable server is retried with
     the reconnect backoff (bound the wait with ``trio.fail_after``: when it expires,
     ``ConnectTimeout`` says why the last attempt failed), while a rejected upgrade (HTTP 403,
-    ...) or a TLS certificate or host-name failure raises ``ConnectError`` at once. With
+    ...), a TLS certificate or host-name failure, or a proxy that rejects the credentials
+    raises ``ConnectError`` at once. With
     ``wait_connected=False`` the block starts at once and joins and pushes wait for the
     connection.
 
@@ -63,11 +64,15 @@ async def open_socket(
     and leaves; ``None``: only your cancel scopes), ``heartbeat_interval`` (30 s; ``None`` to
     disable), ``reconnect_after(attempt)`` and ``rejoin_after(attempt)`` (phoenix.js schedules;
     see ``trio_phoenix.jittered``), ``reconnect_on_clean_close`` (True), ``serializer``,
-    ``max_message_size`` (10 MB), ``connect_timeout`` (10 s), ``close_timeout`` (5 s).
+    ``max_message_size`` (10 MB), ``connect_timeout`` (10 s), ``close_timeout`` (5 s),
+    ``proxy`` (a proxy URL, ``http://[user:password@]host:port`` for HTTP CONNECT or
+    ``socks5h://`` / ``socks5://`` / ``socks4://``; ``None`` to connect directly; by default
+    ``HTTPS_PROXY`` for ``wss://``, ``HTTP_PROXY`` for ``ws://``, then ``ALL_PROXY``, honouring
+    ``NO_PROXY``, read at each connect).
 
     Raises:
-        ConnectError: the first connection attempt was rejected by the server, or TLS
-            refused its certificate.
+        ConnectError: the first connection attempt was rejected by the server or the
+            proxy, or TLS refused the server's certificate.
         ConnectTimeout: your deadline expired while connecting (after a failed attempt).
         InvalidURL: the URL cannot be used.
         InvalidHeader, InvalidParams: bad ``headers`` or ``params``.
