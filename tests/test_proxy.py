@@ -19,11 +19,7 @@ to the test server, and one that must not must show no connection.
 from __future__ import annotations
 
 import logging
-import re
-import socket as stdlib_socket
 import ssl
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -33,6 +29,7 @@ import attrs
 import pytest
 import trio
 import trustme
+from proxies import LIMIT, PASSWORD, USER, free_port, run_proxy
 from python_socks import ProxyError
 
 from trio_phoenix import ConnectError, open_socket
@@ -40,79 +37,12 @@ from trio_phoenix._network import ProxyFailure, _parse, _refusal, proxy_for
 from trio_phoenix._options import is_permanent
 from trio_phoenix.testing import TestServer
 
-LIMIT = 20
-USER, PASSWORD = "alice", "s3cret-pass"
 WRONG = "not-the-pass"
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 def _never_again(attempt: int) -> float | None:
     return None  # give up after the first failed attempt: open_socket raises its error
-
-
-@attrs.define
-class RunningProxy:
-    """A pproxy subprocess listening on ``port``; ``log`` is its verbose output so far."""
-
-    scheme: str
-    port: int
-    auth: bool
-    log: list[str] = attrs.field(factory=list)
-
-    def url(self, user: str | None = USER, password: str | None = PASSWORD) -> str:
-        userinfo = f"{user}:{password}@" if self.auth and user is not None else ""
-        return f"{self.scheme}://{userinfo}127.0.0.1:{self.port}"
-
-    def connections_to(self, port: int) -> list[str]:
-        """The log lines of the connections the proxy made to ``port``."""
-        return [line for line in self.log if re.search(rf" -> \S+:{port}\b", line)]
-
-
-def _free_port() -> int:
-    with stdlib_socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _read_log(process: trio.Process, proxy: RunningProxy, ready: trio.Event) -> None:
-    assert process.stdout is not None
-    pending = b""
-    async for chunk in process.stdout:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            text = line.decode(errors="replace")
-            proxy.log.append(text)
-            if text.startswith("Serving on"):
-                ready.set()
-
-
-@asynccontextmanager
-async def run_proxy(scheme: str, *, auth: bool = False) -> AsyncIterator[RunningProxy]:
-    """Run ``pproxy -l scheme://127.0.0.1:PORT[#user:password] -v`` for the block."""
-    port = _free_port()
-    users = f"#{USER}:{PASSWORD}" if auth else ""
-    command = [sys.executable, "-u", "-m", "pproxy", "-v", "--auth", "0"]
-    command += ["-l", f"{scheme}://127.0.0.1:{port}/{users}"]
-    proxy = RunningProxy(scheme, port, auth)
-    process = await trio.lowlevel.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        async with trio.open_nursery() as nursery:
-            ready = trio.Event()
-            nursery.start_soon(_read_log, process, proxy, ready)
-            with trio.fail_after(LIMIT):
-                await ready.wait()
-            yield proxy
-            nursery.cancel_scope.cancel()
-    finally:
-        process.terminate()
-        with trio.CancelScope(shield=True):
-            await process.wait()
-            assert process.stdout is not None
-            await process.stdout.aclose()
 
 
 @pytest.fixture
@@ -405,7 +335,7 @@ def test_which_proxy_refusals_are_permanent(url: str, reply: ProxyError, permane
 async def test_an_unreachable_proxy_is_retried(
     phoenix_server: TestServer, proxy_scheme: str
 ) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     url = f"{proxy_scheme}://{USER}:{PASSWORD}@127.0.0.1:{port}"
     with trio.fail_after(LIMIT), pytest.raises(ConnectError) as info:
         await _echo_through(_direct(phoenix_server), proxy=url, reconnect_after=_never_again)
