@@ -64,7 +64,8 @@ class ConnectError(PhoenixError):
     """The WebSocket connection could not be opened.
 
     ``status`` is the HTTP status of a rejected upgrade (403 for a refused token or an
-    unsupported ``vsn``, 429, ...) or ``None`` for network and TLS failures.
+    unsupported ``vsn``, 429, ...) or ``None`` for network, proxy and TLS failures (a proxy's
+    refusal, such as a 407, is in the message, which names the proxy).
     """
 
     def __init__(self, message: str, status: int | None = None, body: bytes | None = None) -> None:

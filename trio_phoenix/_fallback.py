@@ -64,7 +64,12 @@ class TransportChoice:
         return self._fallback is not None and not self.longpoll
 
     async def open(
-        self, url: str, subprotocols: list[str], token: str | None, nursery: trio.Nursery
+        self,
+        url: str,
+        subprotocols: list[str],
+        token: str | None,
+        nursery: trio.Nursery,
+        proxy: str | None,
     ) -> AnyTransport:
         """Open the next connection (bound the wait with ``connect_timeout`` yourself).
 
@@ -72,7 +77,7 @@ class TransportChoice:
             ConnectError: it could not be opened.
         """
         if self.on_probation:
-            transport = await self._websocket_or_fall_back(url, subprotocols, nursery)
+            transport = await self._websocket_or_fall_back(url, subprotocols, nursery, proxy)
             if transport is not None:
                 return transport
         if self.longpoll:
@@ -83,11 +88,12 @@ class TransportChoice:
                 ssl_context=self._ssl_context,
                 max_message_size=self._max_message_size,
                 request_timeout=self._longpoll_timeout,
+                proxy=proxy,
             )
-        return await self._websocket(url, subprotocols, nursery)
+        return await self._websocket(url, subprotocols, nursery, proxy)
 
     async def _websocket(
-        self, url: str, subprotocols: list[str], nursery: trio.Nursery
+        self, url: str, subprotocols: list[str], nursery: trio.Nursery, proxy: str | None
     ) -> AnyTransport:
         return await self._open_websocket(
             url,
@@ -97,10 +103,11 @@ class TransportChoice:
             ssl_context=self._ssl_context,
             max_message_size=self._max_message_size,
             compress=self._compress,
+            proxy=proxy,
         )
 
     async def _websocket_or_fall_back(
-        self, url: str, subprotocols: list[str], nursery: trio.Nursery
+        self, url: str, subprotocols: list[str], nursery: trio.Nursery, proxy: str | None
     ) -> AnyTransport | None:
         assert self._fallback is not None
         limit = self._fallback
@@ -109,7 +116,7 @@ class TransportChoice:
         error: ConnectError
         try:
             with trio.fail_after(limit):
-                return await self._websocket(url, subprotocols, nursery)
+                return await self._websocket(url, subprotocols, nursery, proxy)
         except ConnectError as exc:
             error = exc
         except trio.TooSlowError:

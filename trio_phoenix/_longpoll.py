@@ -405,17 +405,17 @@ async def _read_at_most(response: httpx.Response, limit: int) -> bytes | None:
     return None
 
 
-def _new_client(ssl_context: ssl.SSLContext | None) -> httpx.AsyncClient:
+def _new_client(ssl_context: ssl.SSLContext | None, proxy: str | None) -> httpx.AsyncClient:
     import httpx
 
     httpx_logger = logging.getLogger("httpx")
     if _REDACT not in httpx_logger.filters:
         httpx_logger.addFilter(_REDACT)
 
-    # TODO(proxy): pass the socket's proxy setting here (httpx's ``proxy=``); until the proxy
-    # option exists, LongPoll connects directly and ignores the proxy environment variables,
-    # like the WebSocket transport.
+    # The socket resolved the proxy (its option, or the environment) already: httpx must not
+    # read the environment again, or ``proxy=None`` would not mean "direct".
     return httpx.AsyncClient(
+        proxy=proxy,
         verify=ssl_context if ssl_context is not None else True,
         timeout=None,  # every request is bounded by the transport's own deadline
         trust_env=False,
@@ -431,11 +431,13 @@ async def open_longpoll(
     ssl_context: ssl.SSLContext | None = None,
     max_message_size: int,
     request_timeout: float = 20.0,
+    proxy: str | None = None,
 ) -> LongPollTransport:
     """Start a LongPoll session at ``url`` (the socket's WebSocket URL, params included).
 
     ``auth_token`` is sent as the ``X-Phoenix-AuthToken`` header (Phoenix 1.8 ``auth_token:
-    true``); ``request_timeout`` bounds every request (phoenix.js ``longpollerTimeout``).
+    true``); ``request_timeout`` bounds every request (phoenix.js ``longpollerTimeout``);
+    ``proxy`` is the proxy URL to go through (``_network.proxy_for``), or ``None``.
 
     Raises:
         ConnectError: the server refused the session (``status`` 403, or the HTTP status of an
@@ -447,7 +449,7 @@ async def open_longpoll(
     request_headers = list(headers)
     if auth_token:
         request_headers.append(("x-phoenix-authtoken", auth_token))
-    client = _new_client(ssl_context)
+    client = _new_client(ssl_context, proxy)
     handed_over = False
     try:
         try:

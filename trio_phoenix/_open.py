@@ -53,7 +53,8 @@ async def open_socket(
     starts once the first connection is open: a refused or unreachable server is retried with
     the reconnect backoff (bound the wait with ``trio.fail_after``: when it expires,
     ``ConnectTimeout`` says why the last attempt failed), while a rejected upgrade (HTTP 403,
-    ...) or a TLS certificate or host-name failure raises ``ConnectError`` at once. With
+    ...), a TLS certificate or host-name failure, or a proxy that rejects the credentials
+    raises ``ConnectError`` at once. With
     ``wait_connected=False`` the block starts at once and joins and pushes wait for the
     connection.
 
@@ -67,11 +68,15 @@ async def open_socket(
     ``connect_timeout`` (10 s), ``close_timeout`` (5 s), ``transport`` (``"websocket"``, our
     own engine, or ``"trio-websocket"``, the client over the trio-websocket library),
     ``compress`` (``False``; ``True`` offers permessage-deflate, used if the server accepts,
-    as Phoenix does with ``websocket: [compress: true]``).
+    as Phoenix does with ``websocket: [compress: true]``), ``proxy`` (a proxy URL,
+    ``http://[user:password@]host:port`` for HTTP CONNECT or ``socks5h://`` / ``socks5://`` /
+    ``socks4://``; ``None`` to connect directly; by default ``HTTPS_PROXY`` for ``wss://``,
+    ``HTTP_PROXY`` for ``ws://``, then ``ALL_PROXY``, honouring ``NO_PROXY``, read at each
+    connect).
 
     Raises:
-        ConnectError: the first connection attempt was rejected by the server, or TLS
-            refused its certificate.
+        ConnectError: the first connection attempt was rejected by the server or the
+            proxy, or TLS refused the server's certificate.
         ConnectTimeout: your deadline expired while connecting (after a failed attempt).
         InvalidURL: the URL cannot be used.
         InvalidHeader, InvalidParams: bad ``headers`` or ``params``.

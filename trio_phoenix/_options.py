@@ -25,6 +25,7 @@ from typing import Any, TypedDict
 import trio
 
 from ._exceptions import ConnectError, InvalidParams
+from ._network import ProxyFailure, ProxyOption, check_proxy
 from ._transports import TRANSPORTS, TransportName
 from .proto import Serializer, auth_token_subprotocols, build_socket_url
 from .proto._limits import check_headers
@@ -72,6 +73,7 @@ class SocketOptions(TypedDict, total=False):
     compress: bool
     longpoll_fallback: float | None
     longpoll_timeout: float
+    proxy: ProxyOption
 
 
 def check_params(params: object) -> None:
@@ -123,6 +125,7 @@ def check_options(
     compress: object = False,
     longpoll_fallback: object = None,
     longpoll_timeout: object = 20.0,
+    proxy: object = True,
 ) -> list[tuple[str, str]]:
     """Check the socket's options (``TypeError`` / ``ValueError`` naming the option); return
     the headers as a list of pairs."""
@@ -182,6 +185,7 @@ def check_options(
             "longpoll_fallback only applies to transport='websocket' (it falls back to "
             f"LongPoll); leave it None with transport={transport!r}"
         )
+    check_proxy(proxy)
     return check_headers(headers or ())
 
 
@@ -209,10 +213,14 @@ async def connect_args(
 
 
 def is_permanent(error: ConnectError) -> bool:
-    """Whether retrying cannot help: the server rejected the upgrade, or TLS refused the
-    server's certificate or host name (or the handshake itself)."""
-    return error.status is not None or isinstance(
-        error.__cause__, ssl.SSLError | ssl.CertificateError
+    """Whether retrying cannot help: the server rejected the upgrade, TLS refused the
+    server's certificate or host name (or the handshake itself), or the proxy refused the
+    credentials or the target."""
+    cause = error.__cause__
+    return (
+        error.status is not None
+        or isinstance(cause, ssl.SSLError | ssl.CertificateError)
+        or (isinstance(cause, ProxyFailure) and cause.permanent)
     )
 
 

@@ -35,6 +35,7 @@ from ._exceptions import ConnectError, ConnectTimeout, ReplyLost, SocketClosed
 from ._fallback import TransportChoice
 from ._groups import raise_preferred
 from ._longpoll import require_httpx
+from ._network import ProxyOption, proxy_for
 from ._options import (
     Headers,
     ParamsSource,
@@ -121,6 +122,7 @@ class Socket:
         compress: bool = False,
         longpoll_fallback: float | None = None,
         longpoll_timeout: float = 20.0,
+        proxy: ProxyOption = True,
     ) -> None:
         if _token is not _CONSTRUCTOR_TOKEN:
             raise TypeError(
@@ -145,6 +147,7 @@ class Socket:
             compress=compress,
             longpoll_fallback=longpoll_fallback,
             longpoll_timeout=longpoll_timeout,
+            proxy=proxy,
         )
         if transport == "longpoll" or longpoll_fallback is not None:
             require_httpx()
@@ -177,6 +180,7 @@ class Socket:
             ),
         )
         self._nursery: trio.Nursery | None = None  # where a transport may run a task
+        self._proxy = proxy
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._cancel_scope: trio.CancelScope | None = None
@@ -534,7 +538,9 @@ class Socket:
                 math.inf if self._connect_timeout is None else self._connect_timeout
             ):
                 assert self._nursery is not None
-                return await self._choice.open(url, subprotocols, token, self._nursery)
+                return await self._choice.open(
+                    url, subprotocols, token, self._nursery, proxy_for(url, self._proxy)
+                )
         except (ConnectError, trio.TooSlowError) as exc:
             error = (
                 exc

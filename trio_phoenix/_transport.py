@@ -447,21 +447,25 @@ async def open_transport(
     max_message_size: int,
     compress: bool = False,
     receive_buffer_size: int | None = 65536,
+    proxy: str | None = None,
 ) -> Transport:
     """Open a WebSocket connection (it needs no background task).
 
     ``compress`` offers permessage-deflate; the server may decline it.
+    ``proxy`` is a proxy URL to tunnel through (see ``_network.proxy_for``), or ``None``.
 
     Raises:
         ConnectError: the server refused the upgrade (``status`` set) or could not be
-            reached, or the TLS handshake failed.
+            reached, the proxy failed, or the TLS handshake failed.
     """
     where = redact_url(url)
     uri = _uri(url)
     receive_size = receive_buffer_size or 65536
     stream: trio.abc.Stream | None = None
     try:
-        stream = await open_stream(uri.host, uri.port, secure=uri.secure, ssl_context=ssl_context)
+        stream = await open_stream(
+            uri.host, uri.port, secure=uri.secure, ssl_context=ssl_context, proxy=proxy
+        )
         protocol = _ClientProtocol(
             uri,
             extensions=[ClientPerMessageDeflateFactory()] if compress else None,

@@ -48,6 +48,7 @@ class Opener(Protocol):
         ssl_context: ssl.SSLContext | None,
         max_message_size: int,
         compress: bool,
+        proxy: str | None,
     ) -> AnyTransport: ...
 
 
@@ -60,6 +61,7 @@ async def _open_websocket(
     ssl_context: ssl.SSLContext | None,
     max_message_size: int,
     compress: bool,
+    proxy: str | None,
 ) -> AnyTransport:
     return await open_transport(
         url,
@@ -68,6 +70,7 @@ async def _open_websocket(
         ssl_context=ssl_context,
         max_message_size=max_message_size,
         compress=compress,
+        proxy=proxy,
     )
 
 
@@ -80,6 +83,7 @@ async def _open_trio_websocket(
     ssl_context: ssl.SSLContext | None,
     max_message_size: int,
     compress: bool,
+    proxy: str | None,
 ) -> AnyTransport:
     return await open_trio_websocket(
         url,
@@ -89,6 +93,7 @@ async def _open_trio_websocket(
         ssl_context=ssl_context,
         max_message_size=max_message_size,
         compress=compress,
+        proxy=proxy,
     )
 
 

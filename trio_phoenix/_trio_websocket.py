@@ -99,6 +99,7 @@ async def _serve(
     subprotocols: Sequence[str],
     headers: Sequence[tuple[str, str]],
     max_message_size: int,
+    proxy: str | None,
     *,
     task_status: trio.TaskStatus[TrioWebSocketTransport | BaseException],
 ) -> None:
@@ -121,7 +122,9 @@ async def _serve(
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    stream = await open_stream(host, port, secure=secure, ssl_context=ssl_context)
+                    stream = await open_stream(
+                        host, port, secure=secure, ssl_context=ssl_context, proxy=proxy
+                    )
                     if isinstance(stream, trio.SSLStream):
                         await stream.do_handshake()  # its errors, here rather than in a task
                     ws = await wrap_client_stream(
@@ -169,6 +172,7 @@ async def open_trio_websocket(
     ssl_context: ssl.SSLContext | None = None,
     max_message_size: int,
     compress: bool = False,
+    proxy: str | None = None,
 ) -> TrioWebSocketTransport:
     """Open a trio-websocket connection whose reader task runs in ``nursery``.
 
@@ -178,7 +182,9 @@ async def open_trio_websocket(
     if compress:
         raise ValueError('compress=True needs transport="websocket"')
     where = redact_url(url)
-    result = await nursery.start(_serve, url, ssl_context, subprotocols, headers, max_message_size)
+    result = await nursery.start(
+        _serve, url, ssl_context, subprotocols, headers, max_message_size, proxy
+    )
     if isinstance(result, TrioWebSocketTransport):
         return result
     if isinstance(result, ConnectionRejected):
