@@ -35,7 +35,7 @@ from python_socks import ProxyError
 from trio_phoenix import ConnectError, open_socket
 from trio_phoenix._network import ProxyFailure, _parse, _refusal, proxy_for
 from trio_phoenix._options import is_permanent
-from trio_phoenix.testing import TestServer
+from trio_phoenix.testing import PhoenixServerFactory, TestServer, demo_channels
 
 WRONG = "not-the-pass"
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -144,6 +144,23 @@ async def test_ws_and_wss_through_a_proxy(
         await _echo_through(target, proxy=proxy.url())
         assert len(proxy.connections_to(target.port)) == 1
     assert len(phoenix_server.accepted_connections) == 1
+
+
+@pytest.mark.parametrize("transport", ["trio-websocket", "longpoll"])
+@pytest.mark.parametrize("proxy_scheme", ["http", "socks5"])
+async def test_every_transport_goes_through_the_proxy(
+    phoenix_server_factory: PhoenixServerFactory, transport: str, proxy_scheme: str
+) -> None:
+    """The proxy applies to the trio-websocket and LongPoll transports too (LongPoll through
+    httpx's proxy support), with credentials."""
+    server = await phoenix_server_factory(demo_channels(), longpoll=True)
+    async with run_proxy(proxy_scheme, auth=True) as proxy:
+        target = Target(server, server.url, server.port, None)
+        await _echo_through(target, proxy=proxy.url(), transport=transport)
+        assert len(proxy.connections_to(server.port)) >= 1
+    assert [c.transport for c in server.accepted_connections] == [
+        "longpoll" if transport == "longpoll" else "websocket"
+    ]
 
 
 @pytest.mark.parametrize(
