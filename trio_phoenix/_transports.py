@@ -52,7 +52,7 @@ class Opener(Protocol):
     ) -> AnyTransport: ...
 
 
-async def _open_websocket(
+async def _open_websocket(  # open_transport needs no nursery: it runs no task
     url: str,
     *,
     nursery: trio.Nursery,
@@ -74,33 +74,10 @@ async def _open_websocket(
     )
 
 
-async def _open_trio_websocket(
-    url: str,
-    *,
-    nursery: trio.Nursery,
-    subprotocols: Sequence[str],
-    headers: Sequence[tuple[str, str]],
-    ssl_context: ssl.SSLContext | None,
-    max_message_size: int,
-    compress: bool,
-    proxy: str | None,
-) -> AnyTransport:
-    return await open_trio_websocket(
-        url,
-        nursery=nursery,
-        subprotocols=subprotocols,
-        headers=headers,
-        ssl_context=ssl_context,
-        max_message_size=max_message_size,
-        compress=compress,
-        proxy=proxy,
-    )
-
-
 def opener(name: TransportName) -> Opener:
     """The WebSocket opener of the ``transport=`` option's value (checked by
     ``check_options``); LongPoll is opened by ``_fallback.TransportChoice``, which also runs
     phoenix.js's fallback from a WebSocket to LongPoll."""
     if name == "trio-websocket":
-        return _open_trio_websocket
+        return open_trio_websocket
     return _open_websocket
