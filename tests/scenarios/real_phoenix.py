@@ -31,7 +31,7 @@ from typing import IO, Final
 ROOT: Final = Path(__file__).resolve().parents[2]
 APP_DIR: Final = ROOT / "tests" / "phoenix_app"
 UNPACKED: Final = APP_DIR / "_deps-src"
-TARBALL: Final = ROOT.parent / "shared" / "phoenix" / "deps-src.tar.gz"
+TARBALL_PATH: Final = Path("shared", "phoenix", "deps-src.tar.gz")
 READY: Final = "PHOENIX_APP_READY port="
 #: Debian's packages for Elixir 1.14 on Erlang/OTP 25 (what Phoenix 1.7.24 builds on).
 PACKAGES: Final = (
@@ -67,6 +67,21 @@ def have_elixir() -> bool:
     return shutil.which("mix") is not None and shutil.which("elixir") is not None
 
 
+def _tarball() -> Path | None:
+    """The shared dependency tarball: beside this clone, or beside the local repository it was
+    cloned from (a fresh clone in a scratch folder, as the README's set-up check makes)."""
+    places = [ROOT.parent]
+    origin = subprocess.run(
+        ["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        places.append(Path(origin).resolve().parent)
+    return next((p / TARBALL_PATH for p in places if (p / TARBALL_PATH).is_file()), None)
+
+
 def deps_dir() -> Path | None:
     """Where the dependency sources are, unpacking the shared tarball if needed; ``None``: Hex."""
     given = os.environ.get("PHOENIX_DEPS")
@@ -74,10 +89,11 @@ def deps_dir() -> Path | None:
         return Path(given).resolve()
     if (UNPACKED / "phoenix" / "mix.exs").is_file():
         return UNPACKED
-    if TARBALL.is_file():
+    tarball = _tarball()
+    if tarball is not None:
         scratch = UNPACKED.with_name(UNPACKED.name + ".partial")
         shutil.rmtree(scratch, ignore_errors=True)
-        with tarfile.open(TARBALL) as archive:
+        with tarfile.open(tarball) as archive:
             archive.extractall(scratch, filter="data")
         shutil.rmtree(UNPACKED, ignore_errors=True)
         scratch.rename(UNPACKED)
