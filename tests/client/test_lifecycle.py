@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import ClientHygiene, client_tasks
 
+from tests.conftest import ClientHygiene, client_tasks
 from trio_phoenix import (
     Channel,
     ChannelClosed,

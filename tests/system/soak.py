@@ -1,8 +1,8 @@
 """Chaos soak: a client, a fault-injecting proxy and the test server, with invariants checked.
 
-``tests/test_reliability.py`` runs a short soak in the normal test run; the long one is
+``tests/client/test_reliability.py`` runs a short soak in the normal test run; the long one is
 
-    .venv/bin/python tests/soak.py --minutes 10        # or: python -m tests.soak --minutes 10
+    .venv/bin/python tests/system/soak.py --minutes 10   # or: python -m tests.system.soak ...
 
 It prints its figures after every round and exits with status 1 when an invariant breaks.
 
@@ -763,7 +763,7 @@ async def run_soak(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: ``python tests/soak.py --minutes 10``."""
+    """The command line: ``python tests/system/soak.py --minutes 10``."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="total chaos time")
     parser.add_argument("--round-seconds", type=float, default=60.0, help="chaos per round")

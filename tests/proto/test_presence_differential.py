@@ -43,7 +43,7 @@ from trio_phoenix.proto._readonly import thaw
 
 pytestmark = pytest.mark.node
 
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
 ORACLE_SCRIPT = "presence_oracle.mjs"
 PHOENIX_PACKAGE = JS_DIR / "node_modules" / "phoenix" / "package.json"
 #: Seconds to wait for one answer from Node before declaring the oracle hung.

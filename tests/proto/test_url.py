@@ -25,7 +25,7 @@ from trio_phoenix.proto import (
     redact_url,
 )
 
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
 
 # -- protocol.md §1.1 ------------------------------------------------------------------------
 

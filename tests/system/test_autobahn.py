@@ -1,7 +1,7 @@
 """Autobahn|Testsuite's client cases against the client's WebSocket transport.
 
-The fuzzing server (``tests/autobahn_server.py``, the ``kosoku`` package) runs every case but
-the performance (9.*) and compression (12.*, 13.*) groups; the client under test echoes each
+The fuzzing server (``tests/system/autobahn_server.py``, the ``kosoku`` package) runs every case
+but the performance (9.*) and compression (12.*, 13.*) groups; the client under test echoes each
 message back until the case closes the connection, as Autobahn's clients do. Each case's
 verdict must be OK (or INFORMATIONAL where the spec leaves the behaviour open).
 
@@ -11,7 +11,7 @@ before the frame is complete; websockets' protocol (our engine) parses whole fra
 client fails when the frame is complete. (A message split into fragments does fail fast.)
 
 The compression groups, run by hand with ``compress=True``
-(``python tests/autobahn_server.py '12.*' '13.*'`` and the client of this file): 162 OK and
+(``python tests/system/autobahn_server.py '12.*' '13.*'`` and the client of this file): 162 OK and
 54 UNIMPLEMENTED (13.2-13.7: offers with parameters our client does not make), 0 failed.
 """
 

@@ -1,14 +1,15 @@
 """Reliability: a short chaos soak, dead (half-open) connections, and no reconnect storms.
 
-The soak itself lives in ``tests/soak.py`` (run the long one with ``python tests/soak.py``);
-here it runs for a few seconds of real time, and its bookkeeping is checked on its own so
-that we know it can fail. Dead connections are tested on ``autojump_clock`` (virtual time,
-default 30 s heartbeat) and once in real time with a 0.2 s heartbeat through a TCP proxy
-that stops relaying, which is what a half-open connection looks like to the client. The
-last tests pin down failures the soak and these tests once found: a reconnect storm against
-a server that closes every new connection, RuntimeError or an ExceptionGroup when a socket
-closes or gives up before its first connection, a reset during the opening handshake taken
-for a 10 s timeout, and a ping racing a heartbeat timeout that raised SocketClosed.
+The soak itself lives in ``tests/system/soak.py`` (run the long one with ``python
+tests/system/soak.py``); here it runs for a few seconds of real time, and its bookkeeping is
+checked on its own so that we know it can fail. Dead connections are tested on
+``autojump_clock`` (virtual time, default 30 s heartbeat) and once in real time with a 0.2 s
+heartbeat through a TCP proxy that stops relaying, which is what a half-open connection looks
+like to the client. The last tests pin down failures the soak and these tests once found: a
+reconnect storm against a server that closes every new connection, RuntimeError or an
+ExceptionGroup when a socket closes or gives up before its first connection, a reset during the
+opening handshake taken for a 10 s timeout, and a ping racing a heartbeat timeout that raised
+SocketClosed.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import client_tasks
-from soak import BroadcastLedger, PushRecord, SoakConfig, SoakFailure, run_soak
 
+from tests.conftest import client_tasks
+from tests.system.soak import BroadcastLedger, PushRecord, SoakConfig, SoakFailure, run_soak
 from trio_phoenix import (
     DEFAULT_MAX_BUFFER_BYTES,
     ChannelClosed,

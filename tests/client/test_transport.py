@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import trio
 import trustme
-from raw_hostile import frame, open_raw_server
 from trio_websocket import WebSocketRequest, serve_websocket
 
+from tests.client.raw_hostile import frame, open_raw_server
 from trio_phoenix import ConnectError
 from trio_phoenix._transport import Transport, TransportClosed, open_transport
 from trio_phoenix.testing import Reject, TestServer, demo_channels

@@ -29,7 +29,7 @@ from trio_phoenix.testing import (
 
 pytestmark = pytest.mark.node
 
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
 SCENARIOS = [
     "join_ok",
     "join_error",

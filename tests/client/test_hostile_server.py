@@ -29,9 +29,9 @@ import attrs
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings, strategies as st
-from raw_hostile import RawServer, open_raw_server
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
+from tests.client.raw_hostile import RawServer, open_raw_server
 from trio_phoenix import (
     Channel,
     Connected,
@@ -546,8 +546,8 @@ async def _next(events: Any, kind: type) -> Any:
 
 # -- a server we did not shape: raw frames, a hand-made upgrade ------------------------------
 #
-# ``tests/raw_hostile.py`` speaks HTTP and WebSocket itself. Each Hypothesis example is a list
-# of attacks on one channel, a channel whose application never asked for presence; after them
+# ``tests/client/raw_hostile.py`` speaks HTTP and WebSocket itself. Each Hypothesis example is a
+# list of attacks on one channel, a channel whose application never asked for presence; after them
 # the socket must still be connected on its first connection, both channels must answer
 # pushes, and the memory the client holds must not have grown by more than a bound.
 

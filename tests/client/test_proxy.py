@@ -29,9 +29,9 @@ import attrs
 import pytest
 import trio
 import trustme
-from proxies import LIMIT, PASSWORD, USER, free_port, run_proxy
 from python_socks import ProxyError
 
+from tests.proxies import LIMIT, PASSWORD, USER, free_port, run_proxy
 from trio_phoenix import ConnectError, open_socket
 from trio_phoenix._network import ProxyFailure, _parse, _refusal, proxy_for
 from trio_phoenix._options import is_permanent

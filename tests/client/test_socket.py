@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import client_tasks
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
+from tests.conftest import client_tasks
 from trio_phoenix import (
     ChannelEnded,
     ChannelErrored,

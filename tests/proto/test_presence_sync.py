@@ -3,7 +3,7 @@
 Part 1 ports every case of phoenix.js ``assets/test/presence_test.js`` (protocol.md §12.3;
 custom event names belong to the Trio layer). Part 2 pins the JavaScript key order and the
 quirks phoenix.js has and we keep. Part 3 is property tests (Hypothesis), part 4 malformed
-payloads. tests/test_presence_differential.py compares with the real phoenix.js.
+payloads. tests/proto/test_presence_differential.py compares with the real phoenix.js.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@
   a password in the URL's userinfo (which is never sent).
 * ``max_message_size`` defaults to Phoenix's 10 MB (``DEFAULT_MAX_MESSAGE_SIZE``): a hostile
   server cannot make the client buffer more; a bigger frame closes the connection (1009) and
-  the socket reconnects. ``tests/test_hostile_server.py`` does the same with small limits.
+  the socket reconnects. ``tests/client/test_hostile_server.py`` does the same with small limits.
 """
 
 from __future__ import annotations

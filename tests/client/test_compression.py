@@ -14,8 +14,8 @@ import zlib
 
 import pytest
 import trio
-from raw_hostile import frame, open_raw_server
 
+from tests.client.raw_hostile import frame, open_raw_server
 from trio_phoenix import Connected, ConnectError, Disconnected, open_socket
 from trio_phoenix._transport import open_transport
 

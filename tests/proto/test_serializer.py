@@ -829,7 +829,7 @@ def test_fuzz_truncated_valid_frames(message: Message, cut: int) -> None:
 
 # -- phoenix.js itself -----------------------------------------------------------------------
 
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
 
 _JS_ORACLE = r"""
 import {Serializer} from "phoenix"

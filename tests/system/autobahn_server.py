@@ -1,6 +1,6 @@
 """Autobahn|Testsuite's fuzzing server (the ``kosoku`` package) in a process of its own.
 
-``python tests/autobahn_server.py [CASE-OR-GLOB ...]`` prints ``PORT <n>``, serves the cases
+``python tests/system/autobahn_server.py [CASE-OR-GLOB ...]`` prints ``PORT <n>``, serves the cases
 (all but the excluded groups) until the client under test has run them and asked for the
 report, then prints one JSON line: each case's id and verdicts. kosoku runs on asyncio, the
 client under test on Trio: hence the second process.
@@ -15,7 +15,7 @@ import sys
 from kosoku import FailureError, run_fuzzingserver
 
 #: 9.*: performance (messages up to 16 MB, minutes); 12.* and 13.*: permessage-deflate
-#: (about 6 minutes on 2 cores; run by hand, see tests/test_autobahn.py).
+#: (about 6 minutes on 2 cores; run by hand, see tests/system/test_autobahn.py).
 EXCLUDED = ["9.*", "12.*", "13.*"]
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "trio_phoenix"
+PACKAGE = Path(__file__).resolve().parents[2] / "trio_phoenix"
 PROTO = PACKAGE / "proto"
 
 # Run in a fresh interpreter: block the I/O libraries, import the core, use it a little, and

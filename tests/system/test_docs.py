@@ -17,7 +17,7 @@ import pytest
 import trio_phoenix
 import trio_phoenix.testing
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 SNIPPETS = sorted((DOCS / "snippets").glob("*.py"))
 LIMIT = 60
 
