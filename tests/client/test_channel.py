@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 import trio
 
+from tests.helpers import LIMIT, wire
 from trio_phoenix import (
     Channel,
     ChannelClosed,
@@ -48,19 +49,6 @@ from trio_phoenix.testing import (
     open_test_server,
 )
 from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
-
-LIMIT = 120  # virtual seconds any test may take (autojump_clock)
-
-Wire = tuple[str | None, str | None, str, str, Any]
-
-
-def wire(server: TestServer, index: int = 0) -> list[Wire]:
-    """What the client sent on connection ``index`` (heartbeats left out)."""
-    return [
-        (m.join_ref, m.ref, m.topic, m.event, m.payload)
-        for m in server.accepted_connections[index].received
-        if m.topic != "phoenix"
-    ]
 
 
 class SlowJoin(EchoChannel):

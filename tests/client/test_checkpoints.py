@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.helpers import LIMIT
 from trio_phoenix import (
     Channel,
     LocalProtocolError,
@@ -25,8 +26,6 @@ from trio_phoenix import (
     open_socket,
 )
 from trio_phoenix.testing import TestServer
-
-LIMIT = 60  # virtual seconds any test may take (autojump_clock)
 
 
 async def checkpoints(call: Callable[[], Awaitable[Any]]) -> Any:

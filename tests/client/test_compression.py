@@ -16,10 +16,10 @@ import pytest
 import trio
 
 from tests.client.raw_hostile import frame, open_raw_server
+from tests.helpers import REAL_LIMIT
 from trio_phoenix import Connected, ConnectError, Disconnected, open_socket
 from trio_phoenix._transport import open_transport
 
-LIMIT = 30
 TOPIC = "room:lobby"
 
 
@@ -42,7 +42,7 @@ async def test_compression_is_used_when_offered_and_accepted(offered: bool) -> N
     async with open_raw_server() as server:
         server.extensions = b"permessage-deflate" if offered else b""
         server.serving = False
-        with trio.fail_after(LIMIT):
+        with trio.fail_after(REAL_LIMIT):
             transport = await open_transport(
                 f"{server.url}/websocket", max_message_size=1_000_000, compress=True
             )
@@ -68,7 +68,7 @@ async def test_without_compress_no_extension_is_offered() -> None:
     async with open_raw_server() as server:
         server.extensions = b"permessage-deflate"
         server.serving = False
-        with trio.fail_after(LIMIT), pytest.raises(ConnectError, match="handshake"):
+        with trio.fail_after(REAL_LIMIT), pytest.raises(ConnectError, match="handshake"):
             await open_transport(f"{server.url}/websocket", max_message_size=1_000_000)
 
 
@@ -80,7 +80,7 @@ async def test_a_compression_bomb_closes_with_1009_and_is_never_inflated() -> No
     assert len(bomb) < 100_000
     async with open_raw_server(topics_to_join=1) as server:
         server.extensions = b"permessage-deflate"
-        with trio.fail_after(LIMIT):
+        with trio.fail_after(REAL_LIMIT):
             async with (
                 open_socket(server.url, compress=True, max_message_size=1_000_000) as socket,
                 socket.lifecycle() as events,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "trio_phoenix"
+from tests.helpers import ROOT
+
+PACKAGE = ROOT / "trio_phoenix"
 
 
 def _module_name(path: Path) -> str:

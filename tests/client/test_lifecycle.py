@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from tests.conftest import ClientHygiene, client_tasks
+from tests.helpers import LIMIT, next_events, wire
 from trio_phoenix import (
     Channel,
     ChannelClosed,
@@ -23,7 +24,6 @@ from trio_phoenix import (
     ChannelState,
     Connected,
     Disconnected,
-    LifecycleEvent,
     PhoenixError,
     ReconnectScheduled,
     RejoinScheduled,
@@ -31,7 +31,6 @@ from trio_phoenix import (
     Socket,
     SocketClosed,
     SocketState,
-    Subscription,
     connect_socket,
     open_socket,
 )
@@ -43,24 +42,6 @@ from trio_phoenix.testing import (
     demo_channels,
     open_test_server,
 )
-
-LIMIT = 60  # virtual seconds any test may take (autojump_clock)
-
-Wire = tuple[str | None, str | None, str, str, Any]
-
-
-def wire(server: TestServer, index: int = 0, *, heartbeats: bool = False) -> list[Wire]:
-    """What the client sent on connection ``index``, as (join_ref, ref, topic, event, payload)."""
-    return [
-        (m.join_ref, m.ref, m.topic, m.event, m.payload)
-        for m in server.accepted_connections[index].received
-        if heartbeats or m.topic != "phoenix"
-    ]
-
-
-async def next_events(events: Subscription[LifecycleEvent], count: int) -> list[LifecycleEvent]:
-    return [await events.receive() for _ in range(count)]
-
 
 # -- open_socket owns its tasks ------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import trio
 
+from tests.helpers import LIMIT
 from trio_phoenix import (
     ChannelJoined,
     Connected,
@@ -47,8 +48,6 @@ from trio_phoenix.testing import (
     demo_channels,
     open_test_server,
 )
-
-LIMIT = 120  # virtual seconds any test may take
 
 
 def lp_url(server: TestServer) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests.helpers import LIMIT
 from trio_phoenix import (
     Channel,
     ChannelClosed,
@@ -42,7 +43,6 @@ from trio_phoenix.testing import (
 )
 from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
 
-LIMIT = 120  # virtual seconds any test may take (autojump_clock)
 TOPIC = "room:lobby"
 
 

@@ -31,7 +31,8 @@ import trio
 import trustme
 from python_socks import ProxyError
 
-from tests.proxies import LIMIT, PASSWORD, USER, free_port, run_proxy
+from tests.helpers import REAL_LIMIT, terminate_tls
+from tests.proxies import PASSWORD, USER, free_port, run_proxy
 from trio_phoenix import ConnectError, open_socket
 from trio_phoenix._network import ProxyFailure, _parse, _refusal, proxy_for
 from trio_phoenix._options import is_permanent
@@ -56,30 +57,6 @@ def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 # -- TLS behind the proxy ----------------------------------------------------------------
-
-
-async def _pipe(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope) -> None:
-    try:
-        async for chunk in source:
-            await sink.send_all(chunk)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    finally:
-        done.cancel()
-
-
-async def _terminate_tls(target_port: int, client: trio.SSLStream[trio.SocketStream]) -> None:
-    try:
-        await client.do_handshake()
-        upstream = await trio.open_tcp_stream("127.0.0.1", target_port)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pipe, client, upstream, nursery.cancel_scope)
-            nursery.start_soon(_pipe, upstream, client, nursery.cancel_scope)
-        await trio.aclose_forcefully(upstream)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    finally:
-        await trio.aclose_forcefully(client)
 
 
 @attrs.frozen
@@ -108,7 +85,7 @@ async def serve(
         listeners = await nursery.start(
             partial(
                 trio.serve_ssl_over_tcp,
-                partial(_terminate_tls, server.port),
+                partial(terminate_tls, server.port),
                 0,
                 context,
                 host="127.0.0.1",
@@ -120,7 +97,7 @@ async def serve(
 
 
 async def _echo_through(target: Target, **options: Any) -> None:
-    with trio.fail_after(LIMIT):
+    with trio.fail_after(REAL_LIMIT):
         async with (
             open_socket(target.url, ssl_context=target.ssl_context, **options) as socket,
             socket.channel("echo:proxy") as channel,
@@ -174,7 +151,7 @@ async def test_who_resolves_the_server_name(
     listen = "socks4" if proxy_scheme == "socks4" else "socks5"
     url = phoenix_server.url.replace("127.0.0.1", "localhost")
     async with run_proxy(listen) as proxy:
-        with trio.fail_after(LIMIT):
+        with trio.fail_after(REAL_LIMIT):
             async with open_socket(url, proxy=f"{proxy_scheme}://127.0.0.1:{proxy.port}"):
                 pass
         [line] = proxy.connections_to(phoenix_server.port)
@@ -188,7 +165,7 @@ async def test_tls_inside_the_tunnel_is_verified_against_the_server_name(
         serve(phoenix_server, "wss", certificate_for="example.org") as target,
         run_proxy("http") as proxy,
     ):
-        with trio.fail_after(LIMIT), pytest.raises(ConnectError) as info:
+        with trio.fail_after(REAL_LIMIT), pytest.raises(ConnectError) as info:
             await _echo_through(target, proxy=proxy.url())
         assert "TLS handshake" in str(info.value)
         assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
@@ -280,7 +257,7 @@ async def test_refused_http_proxy_credentials_raise_at_once(
     phoenix_server: TestServer, user: str | None
 ) -> None:
     async with run_proxy("http", auth=True) as proxy:
-        with trio.fail_after(LIMIT), pytest.raises(ConnectError) as info:
+        with trio.fail_after(REAL_LIMIT), pytest.raises(ConnectError) as info:
             # The default reconnect schedule: only a permanent error raises at once.
             await _echo_through(_direct(phoenix_server), proxy=proxy.url(user, WRONG))
         message = str(info.value)
@@ -300,7 +277,7 @@ async def test_refused_socks5_credentials_raise_a_proxy_error(phoenix_server: Te
     which cannot be told from a proxy going away: a retryable error naming the proxy, with a
     hint. (A proxy that answers the failure gets the permanent error of the test below.)"""
     async with run_proxy("socks5", auth=True) as proxy:
-        with trio.fail_after(LIMIT), pytest.raises(ConnectError) as info:
+        with trio.fail_after(REAL_LIMIT), pytest.raises(ConnectError) as info:
             await _echo_through(
                 _direct(phoenix_server),
                 proxy=proxy.url(USER, WRONG),
@@ -354,7 +331,7 @@ async def test_an_unreachable_proxy_is_retried(
 ) -> None:
     port = free_port()  # nothing listens there
     url = f"{proxy_scheme}://{USER}:{PASSWORD}@127.0.0.1:{port}"
-    with trio.fail_after(LIMIT), pytest.raises(ConnectError) as info:
+    with trio.fail_after(REAL_LIMIT), pytest.raises(ConnectError) as info:
         await _echo_through(_direct(phoenix_server), proxy=url, reconnect_after=_never_again)
     message = str(info.value)
     kind = {"http": "HTTP", "socks5": "SOCKS5"}[proxy_scheme]

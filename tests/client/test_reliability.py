@@ -23,6 +23,7 @@ import pytest
 import trio
 
 from tests.conftest import client_tasks
+from tests.helpers import next_of
 from tests.system.soak import BroadcastLedger, PushRecord, SoakConfig, SoakFailure, run_soak
 from trio_phoenix import (
     DEFAULT_MAX_BUFFER_BYTES,
@@ -35,11 +36,9 @@ from trio_phoenix import (
     ConnectFailed,
     Disconnected,
     HeartbeatTimeout,
-    LifecycleEvent,
     ReconnectScheduled,
     ReplyLost,
     SocketState,
-    Subscription,
     SubscriptionOverflow,
     open_socket,
 )
@@ -53,13 +52,6 @@ HEARTBEAT = 30.0  # the default heartbeat interval
 async def proxy(phoenix_server: TestServer) -> AsyncIterator[FaultProxy]:
     async with open_fault_proxy("127.0.0.1", phoenix_server.port) as running:
         yield running
-
-
-async def next_of(events: Subscription[LifecycleEvent], kind: type[LifecycleEvent]) -> float:
-    """Skip to the next event of ``kind``; return when it arrived."""
-    while not isinstance(await events.receive(), kind):
-        pass
-    return trio.current_time()
 
 
 # -- the chaos soak -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ import pytest
 import trio
 import trustme
 
+from tests.helpers import REAL_LIMIT, terminate_tls
 from trio_phoenix import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Connected,
@@ -58,34 +59,7 @@ from trio_phoenix.testing import (
     open_test_server,
 )
 
-LIMIT = 20
-
 # -- TLS -----------------------------------------------------------------------------------
-
-
-async def _pipe(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope) -> None:
-    try:
-        async for chunk in source:
-            await sink.send_all(chunk)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    finally:
-        done.cancel()
-
-
-async def _terminate_tls(target_port: int, client: trio.SSLStream[trio.SocketStream]) -> None:
-    """Finish the TLS handshake, then relay to the plain test server."""
-    try:
-        await client.do_handshake()
-        upstream = await trio.open_tcp_stream("127.0.0.1", target_port)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pipe, client, upstream, nursery.cancel_scope)
-            nursery.start_soon(_pipe, upstream, client, nursery.cancel_scope)
-        await trio.aclose_forcefully(upstream)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass  # the client refused our certificate
-    finally:
-        await trio.aclose_forcefully(client)
 
 
 @attrs.frozen
@@ -116,7 +90,7 @@ async def tls_front(
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     name: str = getattr(request, "param", "127.0.0.1")
     ca.issue_cert(name).configure_cert(context)
-    handler = partial(_terminate_tls, phoenix_server.port)
+    handler = partial(terminate_tls, phoenix_server.port)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
             partial(trio.serve_ssl_over_tcp, handler, 0, context, host="127.0.0.1")
@@ -138,7 +112,7 @@ async def test_wss_refuses_certificates_it_cannot_verify(
     trusted = tls_front.name == "example.org"  # then only the host name is wrong
     options: dict[str, Any] = {"ssl_context": tls_front.trusting_context()} if trusted else {}
     started = trio.current_time()
-    with trio.fail_after(LIMIT), pytest.raises(ConnectError) as raised:
+    with trio.fail_after(REAL_LIMIT), pytest.raises(ConnectError) as raised:
         async with open_socket(
             tls_front.url, wait_connected=wait_connected, connect_timeout=5, **options
         ) as socket:
@@ -157,7 +131,7 @@ async def test_wss_refuses_certificates_it_cannot_verify(
 async def test_wss_accepts_a_certificate_the_given_ssl_context_trusts(
     tls_front: TLSFront,
 ) -> None:
-    with trio.fail_after(LIMIT):
+    with trio.fail_after(REAL_LIMIT):
         async with (
             open_socket(tls_front.url, ssl_context=tls_front.trusting_context()) as socket,
             socket.channel("echo:tls") as channel,
@@ -209,7 +183,7 @@ async def test_secrets_never_reach_logs_reprs_or_errors(
         "timeout": 1,
         "connect_timeout": 1,  # a refused proxy connection hangs the handshake (a bug)
     }
-    with trio.fail_after(LIMIT):
+    with trio.fail_after(REAL_LIMIT):
         async with (
             open_test_server(demo_channels(), connect=connect, auth_token=True) as server,
             open_fault_proxy("127.0.0.1", server.port) as proxy,
@@ -288,7 +262,7 @@ async def test_a_password_in_the_url_is_never_shown(
     password = "pw-5e6f7a8b9c"
     url = f"ws://ann:{password}@127.0.0.1:{closed_port}/socket"
     shown: list[str] = []
-    with trio.fail_after(LIMIT):
+    with trio.fail_after(REAL_LIMIT):
         async with (
             open_socket(url, wait_connected=False) as socket,
             socket.lifecycle() as events,
@@ -312,7 +286,7 @@ def test_the_default_max_message_size_is_phoenixs_10_mb() -> None:
 async def test_by_default_a_frame_over_10_mb_closes_and_reconnects(
     phoenix_server: TestServer, size: int, fits: bool
 ) -> None:
-    with trio.fail_after(LIMIT):
+    with trio.fail_after(REAL_LIMIT):
         async with (
             open_socket(phoenix_server.url) as socket,
             socket.lifecycle() as events,
@@ -387,7 +361,7 @@ async def test_bad_header_values_never_show_in_the_error(closed_port: int) -> No
 
 async def test_a_404_says_which_path_was_tried(phoenix_server: TestServer) -> None:
     wrong = phoenix_server.url.replace("/socket", "/sockets") + f"?token={PARAM}"
-    with trio.fail_after(LIMIT), pytest.raises(ConnectError) as raised:
+    with trio.fail_after(REAL_LIMIT), pytest.raises(ConnectError) as raised:
         async with open_socket(wrong):
             pytest.fail("connected")
     message = str(raised.value)

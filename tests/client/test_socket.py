@@ -20,6 +20,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from tests.conftest import client_tasks
+from tests.helpers import LIMIT, next_events
 from trio_phoenix import (
     ChannelEnded,
     ChannelErrored,
@@ -31,14 +32,12 @@ from trio_phoenix import (
     Disconnected,
     EncodeError,
     HeartbeatTimeout,
-    LifecycleEvent,
     Message,
     PushError,
     ReconnectScheduled,
     Socket,
     SocketClosed,
     SocketState,
-    Subscription,
     V1JSONSerializer,
     V2JSONSerializer,
     jittered,
@@ -58,7 +57,6 @@ from trio_phoenix.testing import (
 )
 from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
 
-LIMIT = 120  # virtual seconds any test may take (autojump_clock)
 PHOENIX_BACKOFF = [0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 5.0]
 
 
@@ -76,10 +74,6 @@ def joins(server: TestServer, index: int, topic: str) -> list[tuple[str | None, 
         for m in server.accepted_connections[index].received
         if (m.topic, m.event) == (topic, "phx_join")
     ]
-
-
-async def next_events(events: Subscription[LifecycleEvent], count: int) -> list[LifecycleEvent]:
-    return [await events.receive() for _ in range(count)]
 
 
 def by_id(params: dict[str, Any], info: ConnectInfo) -> Accept:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests.helpers import LIMIT
 from trio_phoenix import (
     Channel,
     ChannelClosed,
@@ -22,8 +23,6 @@ from trio_phoenix import (
     open_socket,
 )
 from trio_phoenix.testing import TestServer
-
-LIMIT = 120  # virtual seconds any test may take (autojump_clock)
 
 
 async def server_push(channel: Channel, event: str, payload: Any) -> None:

@@ -21,12 +21,12 @@ import trustme
 from trio_websocket import WebSocketRequest, serve_websocket
 
 from tests.client.raw_hostile import frame, open_raw_server
+from tests.helpers import REAL_LIMIT
 from trio_phoenix import ConnectError
 from trio_phoenix._transport import Transport, TransportClosed, open_transport
 from trio_phoenix.testing import Reject, TestServer, demo_channels
 from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
 
-LIMIT = 30
 MAX = 10_000_000
 
 
@@ -70,7 +70,7 @@ async def test_a_rejected_handshake_raises_connect_error_and_leaks_nothing(
 
     server = await phoenix_server_factory(demo_channels(), connect=connect)
     url = f"ws://127.0.0.1:{server.port}{path}"
-    with trio.fail_after(LIMIT), no_resource_warnings():
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
         async with trio.open_nursery() as nursery:
             with pytest.raises(ConnectError) as info:
                 await open_transport(url, max_message_size=MAX)
@@ -87,7 +87,7 @@ async def test_a_refused_connection_raises_connect_error_without_status(
     closed_port: int, autojump_clock: trio.abc.Clock
 ) -> None:
     url = f"ws://127.0.0.1:{closed_port}/socket/websocket?vsn=2.0.0&token=s3cret"
-    with trio.fail_after(LIMIT), no_resource_warnings():
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
         async with trio.open_nursery():
             with pytest.raises(ConnectError) as info:
                 await open_transport(url, max_message_size=MAX)
@@ -100,7 +100,7 @@ async def test_a_refused_connection_raises_connect_error_without_status(
 async def test_frames_both_ways_and_close_codes(
     phoenix_server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:
-    with trio.fail_after(LIMIT), no_resource_warnings():
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
         async with trio.open_nursery() as nursery:
             transport = await open_transport(endpoint(phoenix_server), max_message_size=MAX)
             assert isinstance(transport, Transport)
@@ -127,7 +127,7 @@ async def test_frames_both_ways_and_close_codes(
 async def test_a_dropped_connection_closes_with_1006(
     phoenix_server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:
-    with trio.fail_after(LIMIT), no_resource_warnings():
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
         async with trio.open_nursery() as nursery:
             transport = await open_transport(endpoint(phoenix_server), max_message_size=MAX)
             (await phoenix_server.wait_connections(1)).drop()
@@ -141,7 +141,7 @@ async def test_a_dropped_connection_closes_with_1006(
 async def test_client_close_sends_the_code(
     phoenix_server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:
-    with trio.fail_after(LIMIT), no_resource_warnings():
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
         async with trio.open_nursery() as nursery:
             transport = await open_transport(
                 endpoint(phoenix_server),
@@ -178,7 +178,7 @@ async def test_wss_verifies_certificates(
     certificate_authority.issue_cert("127.0.0.1").configure_cert(server_context)
     trusting = ssl.create_default_context()
     certificate_authority.configure_trust(trusting)
-    with trio.fail_after(LIMIT), no_resource_warnings():
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
         async with trio.open_nursery() as nursery:
             server = await nursery.start(serve_websocket, _echo, "127.0.0.1", 0, server_context)
             url = f"wss://127.0.0.1:{server.port}/socket/websocket?vsn=2.0.0"
@@ -203,7 +203,7 @@ async def test_frames_that_come_with_the_101_are_delivered() -> None:
     async with open_raw_server() as server:
         server.greeting = frame(0x1, b"first") + frame(0x2, b"second")
         server.serving = False
-        with trio.fail_after(LIMIT), no_resource_warnings():
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
             transport = await open_transport(f"{server.url}/websocket", max_message_size=MAX)
             try:
                 assert await transport.receive_batch() == ["first", b"second"]
@@ -227,7 +227,7 @@ async def test_messages_before_a_bad_frame_are_delivered_and_answered_before_the
     frame is delivered, and what the client sends in answer goes out before its close."""
     async with open_raw_server() as server:
         server.serving = False
-        with trio.fail_after(LIMIT), no_resource_warnings():
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
             transport = await open_transport(f"{server.url}/websocket", max_message_size=1024)
             try:
                 await server.connected.wait()
@@ -250,7 +250,7 @@ async def test_a_fragmented_message_over_max_message_size_closes_with_1009() -> 
     """The fragments add up: none is over the bound, the message is."""
     async with open_raw_server() as server:
         server.serving = False
-        with trio.fail_after(LIMIT), no_resource_warnings():
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
             transport = await open_transport(f"{server.url}/websocket", max_message_size=1024)
             try:
                 await server.connected.wait()
@@ -269,7 +269,7 @@ async def test_a_fragmented_message_over_max_message_size_closes_with_1009() -> 
 async def test_fragmented_messages_are_joined() -> None:
     async with open_raw_server() as server:
         server.serving = False
-        with trio.fail_after(LIMIT), no_resource_warnings():
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
             transport = await open_transport(f"{server.url}/websocket", max_message_size=MAX)
             try:
                 await server.connected.wait()

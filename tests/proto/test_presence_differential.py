@@ -21,12 +21,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO, Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.helpers import JS_DIR
 from trio_phoenix.proto._presence import (
     OnJoin,
     OnLeave,
@@ -43,7 +43,6 @@ from trio_phoenix.proto._readonly import thaw
 
 pytestmark = pytest.mark.node
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
 ORACLE_SCRIPT = "presence_oracle.mjs"
 PHOENIX_PACKAGE = JS_DIR / "node_modules" / "phoenix" / "package.json"
 #: Seconds to wait for one answer from Node before declaring the oracle hung.

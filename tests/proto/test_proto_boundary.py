@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "trio_phoenix"
+from tests.helpers import ROOT
+
+PACKAGE = ROOT / "trio_phoenix"
 PROTO = PACKAGE / "proto"
 
 # Run in a fresh interpreter: block the I/O libraries, import the core, use it a little, and

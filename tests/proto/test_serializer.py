@@ -13,13 +13,13 @@ import random
 import shutil
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.helpers import JS_DIR, msg
 from trio_phoenix.proto import (
     PHX_REPLY,
     V1_VSN,
@@ -55,10 +55,6 @@ V2_CLIENT = V2JSONSerializer()
 V2_SERVER = V2JSONSerializer("server")
 V1_CLIENT = V1JSONSerializer()
 V1_SERVER = V1JSONSerializer("server")
-
-
-def msg(join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any) -> Message:
-    return Message(join_ref=join_ref, ref=ref, topic=topic, event=event, payload=payload)
 
 
 def b(*parts: int | str | bytes) -> bytes:
@@ -829,7 +825,6 @@ def test_fuzz_truncated_valid_frames(message: Message, cut: int) -> None:
 
 # -- phoenix.js itself -----------------------------------------------------------------------
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
 
 _JS_ORACLE = r"""
 import {Serializer} from "phoenix"

@@ -7,13 +7,13 @@ import math
 import random
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, strategies as st
 
+from tests.helpers import JS_DIR
 from trio_phoenix.proto import (
     AUTH_TOKEN_PREFIX,
     InvalidParams,
@@ -24,8 +24,6 @@ from trio_phoenix.proto import (
     encode_params,
     redact_url,
 )
-
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
 
 # -- protocol.md §1.1 ------------------------------------------------------------------------
 

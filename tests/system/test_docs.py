@@ -16,8 +16,9 @@ import pytest
 
 import trio_phoenix
 import trio_phoenix.testing
+from tests.helpers import ROOT
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = ROOT / "docs"
 SNIPPETS = sorted((DOCS / "snippets").glob("*.py"))
 LIMIT = 60
 

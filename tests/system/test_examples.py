@@ -12,15 +12,14 @@ import re
 import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 import trio
 
+from tests.helpers import ROOT
 from trio_phoenix import open_socket
 from trio_phoenix.testing import TestServer
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 LIMIT = 20.0  # seconds any example may take
 TESTED = {"chat.py", "presence.py", "reconnect.py", "binary.py", "test_my_app.py"}

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 LIMIT = 240  # seconds for each step (pip may download trio's dependencies)
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+from tests.helpers import JS_DIR
 from trio_phoenix.testing import (
     ChannelHandler,
     ChannelSocket,
@@ -29,7 +29,6 @@ from trio_phoenix.testing import (
 
 pytestmark = pytest.mark.node
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
 SCENARIOS = [
     "join_ok",
     "join_error",
