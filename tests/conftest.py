@@ -48,6 +48,7 @@ CLIENT_TEST_MODULES = frozenset(
         "tests.client.test_lifecycle",
         "tests.client.test_checkpoints",
         "tests.client.test_longpoll",
+        "tests.client.test_presence_unclaimed",
     }
 )
 
