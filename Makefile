@@ -48,7 +48,7 @@ bench: $(VENV)/.stamp-install
 	$(BIN)/python -m benchmarks
 
 soak: $(VENV)/.stamp-install
-	$(BIN)/python tests/soak.py --minutes $(or $(MINUTES),10)
+	$(BIN)/python tests/system/soak.py --minutes $(or $(MINUTES),10)
 
 clean:
 	rm -rf $(VENV) docs/_build $(JS)/node_modules tests/phoenix_app/_build tests/phoenix_app/_deps-src .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis

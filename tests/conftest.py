@@ -40,15 +40,15 @@ settings.load_profile("trio_phoenix")
 #: The modules whose tests get the hygiene check (and every module of ``tests/scenarios``).
 CLIENT_TEST_MODULES = frozenset(
     {
-        "test_socket",
-        "test_channel",
-        "test_subscription",
-        "test_presence_view",
-        "test_transport",
-        "test_lifecycle",
-        "test_checkpoints",
-        "test_longpoll",
-        "test_presence_unclaimed",
+        "tests.client.test_socket",
+        "tests.client.test_channel",
+        "tests.client.test_subscription",
+        "tests.client.test_presence_view",
+        "tests.client.test_transport",
+        "tests.client.test_lifecycle",
+        "tests.client.test_checkpoints",
+        "tests.client.test_longpoll",
+        "tests.client.test_presence_unclaimed",
     }
 )
 
@@ -115,9 +115,7 @@ def _client_hygiene_check(
 ) -> Iterator[ClientHygiene]:
     hygiene = ClientHygiene()
     module = request.module.__name__
-    if module.rpartition(".")[2] not in CLIENT_TEST_MODULES and not module.startswith(
-        "scenarios."
-    ):
+    if module not in CLIENT_TEST_MODULES and not module.startswith("tests.scenarios."):
         yield hygiene
         return
     socket_init = Socket.__init__

@@ -17,7 +17,8 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-LIMIT = 20
+from tests.helpers import REAL_LIMIT
+
 USER, PASSWORD = "alice", "s3cret-pass"
 
 
@@ -74,7 +75,7 @@ async def run_proxy(scheme: str, *, auth: bool = False) -> AsyncIterator[Running
         async with trio.open_nursery() as nursery:
             ready = trio.Event()
             nursery.start_soon(_read_log, process, proxy, ready)
-            with trio.fail_after(LIMIT):
+            with trio.fail_after(REAL_LIMIT):
                 await ready.wait()
             yield proxy
             nursery.cancel_scope.cancel()

@@ -1,7 +1,7 @@
 """permessage-deflate (``compress=True``): the real app's ``/compressed`` mount
 (``websocket: [compress: true]``) negotiates it; the test server has no permessage-deflate, so
 there the offer is declined and the socket runs uncompressed, as against any server that
-declines. (Hostile compressed frames and a compression bomb: ``tests/test_compression.py``.)
+declines. (Hostile compressed frames and a compression bomb: ``tests/client/test_compression.py``.)
 
 Only the ``websocket`` transport has compression: these tests do not run over trio-websocket.
 """

@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
-from proxies import run_proxy
 
+from tests.proxies import run_proxy
 from trio_phoenix import open_socket
 
 from .conftest import LIMIT, ScenarioServer

@@ -10,7 +10,7 @@ a joined key's metas become ``[existing metas not re-sent..., joined metas...]``
 ``(key, current, new_or_left_presence)`` in the same order, with ``None`` where phoenix.js passes
 ``undefined``. ``phx_ref_prev`` is an ordinary meta field: phoenix.js never reads it, neither do
 we. A key that *joins* with an empty ``metas`` list is kept, as in phoenix.js: keys are only
-deleted by a leave that empties them. ``tests/test_presence_differential.py`` runs random
+deleted by a leave that empties them. ``tests/proto/test_presence_differential.py`` runs random
 sequences through this module and the real phoenix.js and requires identical results.
 
 Rule 2 - JavaScript key order. phoenix.js walks presence keys with

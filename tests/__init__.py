@@ -1,0 +1,1 @@
+"""The test suite: one package per layer (proto, client, testing, system) and the scenarios."""

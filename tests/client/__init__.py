@@ -1,0 +1,1 @@
+"""Tests of the Trio layer: sockets, channels, transports, errors, hostile servers."""

@@ -1,0 +1,769 @@
+"""The socket: connecting (params, auth token, headers, rejections, refusals), heartbeats,
+reconnect with phoenix.js backoff, and how each close code is handled.
+
+Real client, real in-process server, real loopback WebSockets; anything timed runs on
+``autojump_clock`` and every test has an absolute deadline.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+from tests.conftest import client_tasks
+from tests.helpers import LIMIT, next_events
+from trio_phoenix import (
+    ChannelEnded,
+    ChannelErrored,
+    ChannelJoined,
+    ChannelState,
+    Connected,
+    ConnectError,
+    ConnectFailed,
+    Disconnected,
+    EncodeError,
+    HeartbeatTimeout,
+    Message,
+    PushError,
+    ReconnectScheduled,
+    Socket,
+    SocketClosed,
+    SocketState,
+    V1JSONSerializer,
+    V2JSONSerializer,
+    jittered,
+    open_socket,
+    phoenix_reconnect_after,
+)
+from trio_phoenix.testing import (
+    Accept,
+    ChannelHandler,
+    ChannelSocket,
+    ConnectInfo,
+    Reject,
+    Reply,
+    TestServer,
+    demo_channels,
+    open_test_server,
+)
+from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
+
+PHOENIX_BACKOFF = [0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 5.0]
+
+
+def heartbeats(server: TestServer, index: int = 0) -> list[Message]:
+    return [
+        m
+        for m in server.accepted_connections[index].received
+        if (m.topic, m.event) == ("phoenix", "heartbeat")
+    ]
+
+
+def joins(server: TestServer, index: int, topic: str) -> list[tuple[str | None, str | None]]:
+    return [
+        (m.join_ref, m.ref)
+        for m in server.accepted_connections[index].received
+        if (m.topic, m.event) == (topic, "phx_join")
+    ]
+
+
+def by_id(params: dict[str, Any], info: ConnectInfo) -> Accept:
+    return Accept(id="user:1")
+
+
+# -- connecting ------------------------------------------------------------------------------
+
+
+async def test_params_go_in_the_query_before_vsn(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        params = {"token": "abc", "user": {"name": "ann b"}}
+        async with open_socket(phoenix_server.url, params=params):
+            connection = phoenix_server.accepted_connections[0]
+            assert connection.connect_info.path == "/socket/websocket"
+            assert connection.connect_info.query_string == (
+                "token=abc&user%5Bname%5D=ann%20b&vsn=2.0.0"
+            )
+            assert connection.params == {"token": "abc", "user": {"name": "ann b"}, "vsn": "2.0.0"}
+
+
+def _sync_tokens() -> Callable[[], dict[str, str]]:
+    issued = iter(["t1", "t2", "t3"])
+    return lambda: {"token": next(issued)}
+
+
+def _async_tokens() -> Callable[[], Awaitable[dict[str, str]]]:
+    issued = iter(["t1", "t2", "t3"])
+
+    async def params() -> dict[str, str]:
+        await trio.sleep(0.001)
+        return {"token": next(issued)}
+
+    return params
+
+
+@pytest.mark.parametrize("make_params", [_sync_tokens, _async_tokens], ids=["sync", "async"])
+async def test_params_callable_is_evaluated_on_every_connect(
+    phoenix_server: TestServer,
+    make_params: Callable[[], Any],
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url, params=make_params()) as socket:
+            channel = socket.channel("echo:p")
+            await channel.join()
+            phoenix_server.accepted_connections[0].drop()
+            await phoenix_server.wait_connections(2)
+            await channel.wait_joined()
+            tokens = [c.params["token"] for c in phoenix_server.accepted_connections]
+            assert tokens == ["t1", "t2"]
+            assert phoenix_server.accepted_connections[1].connect_info.query_string == (
+                "token=t2&vsn=2.0.0"
+            )
+
+
+def _b64(token: str) -> str:
+    return base64.b64encode(token.encode()).decode().rstrip("=")
+
+
+async def _async_token(tokens: Iterator[str]) -> str:
+    await trio.lowlevel.checkpoint()
+    return next(tokens)
+
+
+@pytest.mark.parametrize("kind", ["string", "sync", "async"])
+async def test_auth_token_travels_as_a_subprotocol(
+    phoenix_server_factory: PhoenixServerFactory, kind: str, autojump_clock: trio.abc.Clock
+) -> None:
+    server = await phoenix_server_factory(demo_channels(), auth_token=True)
+    tokens = iter(["first-token", "second-token?"])
+    source: Any = {
+        "string": "first-token",
+        "sync": lambda: next(tokens),
+        "async": partial(_async_token, tokens),
+    }[kind]
+    expected = ["first-token", "first-token" if kind == "string" else "second-token?"]
+    with trio.fail_after(LIMIT):
+        async with open_socket(server.url, auth_token=source) as socket:
+            await socket.channel("echo:t").join()
+            server.accepted_connections[0].drop()
+            await server.wait_connections(2)
+            await socket.wait_connected()
+        infos = [c.connect_info for c in server.accepted_connections]
+        assert [info.auth_token for info in infos] == expected
+        assert [info.subprotocols for info in infos] == [
+            ("phoenix", f"base64url.bearer.phx.{_b64(token)}") for token in expected
+        ]
+        # Never in the URL.
+        assert [info.query_string for info in infos] == ["vsn=2.0.0", "vsn=2.0.0"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Trace": "t-1", "X-Other": "o"}, [("X-Trace", "t-1"), ("X-Other", "o")]],
+    ids=["mapping", "pairs"],
+)
+async def test_extra_headers_are_sent(
+    phoenix_server: TestServer, headers: Any, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url, headers=headers):
+            info = phoenix_server.accepted_connections[0].connect_info
+            assert info.header("x-trace") == "t-1"
+            assert info.header("x-other") == "o"
+
+
+class _Vsn3:
+    """A serializer that asks for a protocol version no Phoenix server speaks."""
+
+    vsn = "3.0.0"
+
+    def __init__(self) -> None:
+        self._v2 = V2JSONSerializer()
+
+    def encode(self, message: Message) -> str | bytes:
+        return self._v2.encode(message)
+
+    def decode(self, frame: str | bytes) -> Message:
+        return self._v2.decode(frame)
+
+
+def _reject(status: int) -> Callable[[dict[str, Any], ConnectInfo], Reject]:
+    return lambda params, info: Reject(status)
+
+
+@pytest.mark.parametrize(
+    ("server_options", "socket_options", "server_rejects", "status"),
+    [
+        ({"connect": _reject(403)}, {}, None, 403),
+        ({"connect": _reject(401)}, {}, None, 401),
+        ({}, {"serializer": _Vsn3()}, None, 403),
+        ({}, {}, 429, 429),
+    ],
+    ids=["connect-403", "connect-401", "bad-vsn", "reject-upgrades-429"],
+)
+async def test_a_rejected_first_connect_raises_connect_error(
+    phoenix_server_factory: PhoenixServerFactory,
+    server_options: dict[str, Any],
+    socket_options: dict[str, Any],
+    server_rejects: int | None,
+    status: int,
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    server = await phoenix_server_factory(demo_channels(), **server_options)
+    server.reject_upgrades(server_rejects)
+    with trio.fail_after(LIMIT):
+        with pytest.raises(ConnectError) as info:
+            async with open_socket(server.url, params={"token": "s3cret"}, **socket_options):
+                pytest.fail("the block must not run")
+    assert type(info.value) is ConnectError
+    assert info.value.status == status
+    assert f"HTTP {status}" in str(info.value)
+    assert "s3cret" not in str(info.value)
+    assert trio.current_time() == 0  # no retry, no backoff
+    assert server.statistics().upgrades_rejected == 1
+    assert server.accepted_connections == []
+
+
+async def test_a_rejection_after_a_connection_is_retried_with_backoff(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url) as socket, socket.lifecycle() as events:
+            phoenix_server.reject_upgrades(403)
+            phoenix_server.accepted_connections[0].drop()
+            assert await next_events(events, 2) == [
+                Disconnected(code=1006, reason=None),
+                ReconnectScheduled(delay=0.01, attempt=1),
+            ]
+            failed_at = []
+            for attempt in range(2, 5):
+                failure = await events.receive()
+                assert isinstance(failure, ConnectFailed)
+                assert failure.error.status == 403
+                failed_at.append(trio.current_time())
+                assert await events.receive() == ReconnectScheduled(
+                    delay=PHOENIX_BACKOFF[attempt - 1], attempt=attempt
+                )
+                assert socket.state is SocketState.WAITING
+            assert failed_at == pytest.approx([0.01, 0.06, 0.16])
+            phoenix_server.reject_upgrades(None)
+            assert await events.receive() == Connected(connects=2)
+            assert trio.current_time() == pytest.approx(0.16 + 0.15)
+            assert phoenix_server.statistics().upgrades_rejected == 3
+
+
+async def test_refused_connections_are_retried_until_the_server_is_up(
+    closed_port: int, autojump_clock: trio.abc.Clock
+) -> None:
+    attempts: list[float] = []
+
+    def params() -> dict[str, str]:
+        attempts.append(trio.current_time())
+        return {}
+
+    async def serve_later(task_status: trio.TaskStatus[TestServer]) -> None:
+        await trio.sleep(5)
+        async with open_test_server(demo_channels(), port=closed_port) as server:
+            task_status.started(server)
+            await trio.sleep_forever()
+
+    url = f"ws://127.0.0.1:{closed_port}/socket"
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(nursery.start, serve_later))
+            async with open_socket(url, params=params) as socket:
+                # open_socket returned once the first connection opened.
+                assert socket.state is SocketState.CONNECTED
+                assert socket.statistics().connects == 1
+                channel = socket.channel("echo:r")
+                assert await channel.join() == {}
+            nursery.cancel_scope.cancel()
+    # Attempts follow phoenix.js's backoff: 10, 50, 100, 150, 200, 250, 500 ms, 1 s, 2 s, 5 s.
+    delays = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    assert delays == pytest.approx(PHOENIX_BACKOFF[:10])
+    assert attempts[-1] == pytest.approx(9.26)
+
+
+async def test_the_caller_bounds_the_wait_for_a_first_connection(
+    closed_port: int, autojump_clock: trio.abc.Clock
+) -> None:
+    url = f"ws://127.0.0.1:{closed_port}/socket"
+
+    async def connect_within_a_second() -> None:
+        with trio.fail_after(1):
+            async with open_socket(url):
+                pytest.fail("never connected")
+
+    with trio.fail_after(LIMIT):
+        with pytest.raises(trio.TooSlowError):
+            await connect_within_a_second()
+        assert trio.current_time() == 1
+
+
+async def test_refused_connections_show_in_the_lifecycle(
+    closed_port: int, autojump_clock: trio.abc.Clock
+) -> None:
+    url = f"ws://127.0.0.1:{closed_port}/socket"
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(url, wait_connected=False) as socket,
+            socket.lifecycle() as events,
+        ):
+            for attempt in range(1, 6):
+                failure = await events.receive()
+                assert isinstance(failure, ConnectFailed)
+                assert failure.error.status is None
+                assert "cannot connect" in str(failure.error)
+                assert await events.receive() == ReconnectScheduled(
+                    delay=PHOENIX_BACKOFF[attempt - 1], attempt=attempt
+                )
+            assert socket.state is SocketState.WAITING
+            # A join waits for the connection; the caller's scope bounds the wait.
+            with trio.move_on_after(1) as scope:
+                await socket.channel("echo:never").join()
+            assert scope.cancelled_caught
+        assert socket.statistics().state is SocketState.CLOSED
+
+
+@pytest.mark.parametrize("reconnect_after", [None, 3600.0])
+async def test_leaving_the_block_right_after_a_connect_failure_raises_the_callers_error(
+    closed_port: int, reconnect_after: float | None, autojump_clock: trio.abc.Clock
+) -> None:
+    """The block ends while the socket is still handling its first failure (no checkpoint in
+    between, as ``trio-phoenix push`` to a closed port does): the caller's own exception comes
+    out, and the socket closes without an internal error."""
+
+    class Gave(Exception):
+        pass
+
+    url = f"ws://127.0.0.1:{closed_port}/socket"
+    sockets: list[Socket] = []
+
+    async def give_up_on_the_first_failure() -> None:
+        async with (
+            open_socket(
+                url, wait_connected=False, reconnect_after=lambda attempt: reconnect_after
+            ) as socket,
+            socket.lifecycle() as events,
+        ):
+            sockets.append(socket)
+            async for event in events:
+                if isinstance(event, ConnectFailed):
+                    raise Gave
+
+    with trio.fail_after(LIMIT), pytest.raises(Gave):
+        await give_up_on_the_first_failure()
+    assert sockets[0].state is SocketState.CLOSED
+    assert client_tasks() == []
+
+
+async def test_http_urls_are_mapped_to_ws(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    url = phoenix_server.url.replace("ws://", "http://")
+    with trio.fail_after(LIMIT):
+        async with open_socket(url) as socket:
+            assert socket.url == url
+            assert await socket.channel("echo:http").join() == {}
+
+
+async def test_the_v1_serializer_end_to_end(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url, serializer=V1JSONSerializer()) as socket:
+            connection = phoenix_server.accepted_connections[0]
+            assert connection.params["vsn"] == "1.0.0"
+            assert isinstance(connection.serializer, V1JSONSerializer)
+            channel = socket.channel("echo:v1", {"old": True})
+            async with channel, channel.subscribe("note") as notes:
+                assert channel.join_response == {"old": True}
+                assert await channel.push("echo", {"n": 1}) == {"n": 1}
+                with pytest.raises(PushError):
+                    await channel.push("error", {})
+                await channel.push("push", {"event": "note", "payload": {"v": 1}})
+                note = await notes.receive()
+                # V1 frames from the server carry no join_ref.
+                assert (note.join_ref, note.payload) == (None, {"v": 1})
+                with pytest.raises(EncodeError):
+                    await channel.push("echo", b"binary needs V2")
+                connection.drop()
+                await phoenix_server.wait_connections(2)
+                await channel.wait_joined()
+                assert await channel.push("echo", {"n": 2}) == {"n": 2}
+            assert [(m.join_ref, m.ref, m.event) for m in connection.received] == [
+                ("1", "1", "phx_join"),
+                ("1", "2", "echo"),
+                ("1", "3", "error"),
+                ("1", "4", "push"),
+            ]
+
+
+async def _garbage_then_heartbeats(request: WebSocketRequest) -> None:
+    """A broken server: sends junk, a message for an unknown topic, then answers heartbeats."""
+    ws = await request.accept()
+    try:
+        await ws.send_message("this is not JSON")
+        await ws.send_message('[null,null,"nowhere","event",{}]')
+        while True:
+            _, ref, topic, event, _ = json.loads(await ws.get_message())
+            if (topic, event) == ("phoenix", "heartbeat"):
+                reply = [None, ref, "phoenix", "phx_reply", {"response": {}, "status": "ok"}]
+                await ws.send_message(json.dumps(reply))
+    except ConnectionClosed:
+        pass
+
+
+async def test_malformed_frames_are_counted_and_logged_not_fatal(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                serve_websocket, _garbage_then_heartbeats, "127.0.0.1", 0, None
+            )
+            async with open_socket(f"ws://127.0.0.1:{server.port}/socket") as socket:
+                assert await socket.ping() >= 0
+                stats = socket.statistics()
+                assert (stats.malformed_frames, stats.dropped_messages) == (1, 1)
+                assert (stats.connects, stats.disconnects) == (1, 0)
+            nursery.cancel_scope.cancel()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("malformed frame" in message for message in warnings)
+
+
+async def test_an_unanswered_handshake_times_out_and_is_retried(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A listener that never accepts: the kernel completes the TCP handshake, nobody answers
+    # the upgrade request.
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    try:
+        with trio.fail_after(LIMIT):
+            async with (
+                open_socket(
+                    f"ws://127.0.0.1:{port}/socket", wait_connected=False, connect_timeout=3
+                ) as socket,
+                socket.lifecycle() as events,
+            ):
+                failed_at = []
+                for attempt in (1, 2):
+                    failure = await events.receive()
+                    assert isinstance(failure, ConnectFailed)
+                    assert failure.error.status is None
+                    assert "timed out" in str(failure.error)
+                    failed_at.append(trio.current_time())
+                    assert await events.receive() == ReconnectScheduled(
+                        delay=PHOENIX_BACKOFF[attempt - 1], attempt=attempt
+                    )
+                assert failed_at == pytest.approx([3, 6.01])
+    finally:
+        for listener in listeners:
+            await listener.aclose()
+
+
+# -- heartbeat -------------------------------------------------------------------------------
+
+
+async def test_heartbeat_every_30_seconds_on_the_phoenix_topic(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url) as socket:
+            counts = []
+            for moment in (29.9, 30.1, 59.9, 60.1, 90.1):
+                await trio.sleep_until(moment)
+                counts.append(len(heartbeats(phoenix_server)))
+            assert counts == [0, 1, 1, 2, 3]
+            assert heartbeats(phoenix_server) == [
+                Message(join_ref=None, ref=ref, topic="phoenix", event="heartbeat", payload={})
+                for ref in ("1", "2", "3")
+            ]
+            assert socket.statistics().heartbeats_sent == 3
+
+
+@pytest.mark.parametrize(("interval", "expected"), [(5.0, 6), (None, 0)])
+async def test_heartbeat_interval_option(
+    phoenix_server: TestServer,
+    interval: float | None,
+    expected: int,
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url, heartbeat_interval=interval):
+            await trio.sleep(31)
+            assert len(heartbeats(phoenix_server)) == expected
+
+
+async def test_a_stalled_connection_is_closed_and_reconnected_within_two_intervals(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url) as socket, socket.lifecycle() as events:
+            channel = socket.channel("echo:hb")
+            await channel.join()
+            assert isinstance(await events.receive(), ChannelJoined)
+            first = phoenix_server.accepted_connections[0]
+            first.stall()
+            assert await next_events(events, 4) == [
+                HeartbeatTimeout(),
+                ChannelErrored(
+                    topic="echo:hb", payload={"source": "transport", "reason": "heartbeat_timeout"}
+                ),
+                ReconnectScheduled(delay=0.01, attempt=1),
+                Disconnected(code=1000, reason="heartbeat timeout"),
+            ]
+            # Detected at the second tick (+ at most 1 s for the closing handshake).
+            assert 60 <= trio.current_time() <= 61
+            assert await next_events(events, 2) == [
+                Connected(connects=2),
+                ChannelJoined(topic="echo:hb", response={}, rejoin=True),
+            ]
+            assert trio.current_time() <= 62
+            assert channel.state is ChannelState.JOINED
+            assert joins(phoenix_server, 1, "echo:hb") == [(channel.join_ref, channel.join_ref)]
+            assert channel.join_ref != "1"
+            stats = socket.statistics()
+            assert (stats.heartbeat_timeouts, stats.connects) == (1, 2)
+            first.drop()
+
+
+async def test_pending_heartbeat_is_forgotten_on_reconnect(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url) as socket, socket.lifecycle() as events:
+            first = phoenix_server.accepted_connections[0]
+            await trio.sleep(29)
+            first.stall()  # the heartbeat at 30 s stays unanswered
+            await trio.sleep(16)
+            first.drop()
+            assert await next_events(events, 3) == [
+                Disconnected(code=1006, reason=None),
+                ReconnectScheduled(delay=0.01, attempt=1),
+                Connected(connects=2),
+            ]
+            assert trio.current_time() == pytest.approx(45.01)
+            # The next heartbeat (75.01 s) is a fresh one, answered; no spurious timeout.
+            await trio.sleep_until(100)
+            with pytest.raises(trio.WouldBlock):
+                events.receive_nowait()
+            assert [m.ref for m in heartbeats(phoenix_server, 1)] == ["2"]
+            stats = socket.statistics()
+            assert (stats.heartbeat_timeouts, stats.connects, stats.heartbeats_sent) == (0, 2, 2)
+
+
+# -- reconnect -------------------------------------------------------------------------------
+
+
+async def test_reconnect_backoff_follows_phoenix_js_and_resets_after_a_stable_connection(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url) as socket, socket.lifecycle() as events:
+            phoenix_server.reject_upgrades(503)
+            phoenix_server.accepted_connections[0].drop()
+            assert await events.receive() == Disconnected(code=1006, reason=None)
+            scheduled: list[ReconnectScheduled] = []
+            while len(scheduled) < len(PHOENIX_BACKOFF):
+                event = await events.receive()
+                if isinstance(event, ReconnectScheduled):
+                    scheduled.append(event)
+                else:
+                    assert isinstance(event, ConnectFailed)
+                    assert event.error.status == 503
+            assert scheduled == [
+                ReconnectScheduled(delay=delay, attempt=attempt)
+                for attempt, delay in enumerate(PHOENIX_BACKOFF, start=1)
+            ]
+            phoenix_server.reject_upgrades(None)
+            assert await events.receive() == Connected(connects=2)
+            assert trio.current_time() == pytest.approx(sum(PHOENIX_BACKOFF))
+            assert phoenix_server.statistics().upgrades_rejected == len(PHOENIX_BACKOFF) - 1
+            # A connection that lived for STABLE_CONNECTION (10 s) restarts the backoff.
+            await trio.sleep(11)
+            phoenix_server.accepted_connections[1].drop()
+            assert await next_events(events, 3) == [
+                Disconnected(code=1006, reason=None),
+                ReconnectScheduled(delay=0.01, attempt=1),
+                Connected(connects=3),
+            ]
+            # One that is dropped at once does not: the backoff goes on.
+            phoenix_server.accepted_connections[2].drop()
+            assert await next_events(events, 3) == [
+                Disconnected(code=1006, reason=None),
+                ReconnectScheduled(delay=0.05, attempt=2),
+                Connected(connects=4),
+            ]
+
+
+async def test_jittered_reconnect(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    draws = iter([0.5, 0.25, 0.9])
+    schedule = jittered(phoenix_reconnect_after, lambda: next(draws))
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(phoenix_server.url, reconnect_after=schedule) as socket,
+            socket.lifecycle() as events,
+        ):
+            phoenix_server.reject_upgrades(503)
+            phoenix_server.accepted_connections[0].drop()
+            await events.receive()  # Disconnected
+            delays = []
+            for _ in range(3):
+                scheduled = await events.receive()
+                assert isinstance(scheduled, ReconnectScheduled)
+                delays.append(scheduled.delay)
+                if len(delays) == 3:
+                    phoenix_server.reject_upgrades(None)
+                    start = trio.current_time()
+                else:
+                    assert isinstance(await events.receive(), ConnectFailed)
+            assert delays == pytest.approx([0.01 * 0.75, 0.05 * 0.875, 0.1 * 0.55])
+            assert await events.receive() == Connected(connects=2)
+            assert trio.current_time() - start == pytest.approx(0.055)
+
+
+@pytest.mark.parametrize(
+    ("how", "code", "reason"),
+    [
+        ("close", 1000, "bye"),
+        ("disconnect", 1001, None),
+        ("drain", 1012, None),
+        ("drop", 1006, None),
+    ],
+)
+async def test_server_side_closes_reconnect_and_rejoin(
+    phoenix_server_factory: PhoenixServerFactory,
+    how: str,
+    code: int,
+    reason: str | None,
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    server = await phoenix_server_factory(demo_channels(), connect=by_id)
+    with trio.fail_after(LIMIT):
+        async with open_socket(server.url) as socket, socket.lifecycle() as events:
+            channel = socket.channel("echo:rc", {"v": 1})
+            await channel.join()
+            assert isinstance(await events.receive(), ChannelJoined)
+            connection = server.accepted_connections[0]
+            if how == "close":
+                connection.close(1000, "bye")
+            elif how == "disconnect":
+                server.disconnect("user:1")
+            elif how == "drain":
+                server.drain()
+            else:
+                connection.drop()
+            assert await next_events(events, 5) == [
+                Disconnected(code=code, reason=reason),
+                ChannelErrored(
+                    topic="echo:rc",
+                    payload={"source": "transport", "reason": "connection_closed"},
+                ),
+                ReconnectScheduled(delay=0.01, attempt=1),
+                Connected(connects=2),
+                ChannelJoined(topic="echo:rc", response={"v": 1}, rejoin=True),
+            ]
+            assert connection.close_code == code
+            assert joins(server, 0, "echo:rc") == [("1", "1")]
+            assert joins(server, 1, "echo:rc") == [("2", "2")]
+            assert channel.join_ref == "2"
+            assert await channel.push("echo", {"again": True}) == {"again": True}
+
+
+class _SlowJoin(ChannelHandler):
+    """Joins only once ``release`` is set (the server's socket process waits meanwhile)."""
+
+    release = trio.Event()
+
+    async def join(self, topic: str, payload: Any, socket: ChannelSocket) -> Reply | None:
+        await self.release.wait()
+        return Reply.ok()
+
+
+async def test_no_reconnect_after_a_clean_close_when_disabled(
+    phoenix_server_factory: PhoenixServerFactory, autojump_clock: trio.abc.Clock
+) -> None:
+    _SlowJoin.release = trio.Event()
+    server = await phoenix_server_factory({"echo:*": demo_channels()["echo:*"], "slow": _SlowJoin})
+    outcomes: dict[str, BaseException] = {}
+
+    async def capture(name: str, operation: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await operation()
+        except SocketClosed as exc:
+            outcomes[name] = exc
+
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(server.url, reconnect_on_clean_close=False) as socket,
+            socket.lifecycle() as events,
+        ):
+            joined = socket.channel("echo:joined")
+            await joined.join()
+            slow = socket.channel("slow")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(capture, "join", slow.join)
+                await server.accepted_connections[0].wait_message(lambda m: m.topic == "slow")
+                nursery.start_soon(capture, "buffered push", partial(slow.push, "echo", {}))
+                await trio.sleep(0.1)
+                assert slow.statistics().buffered_pushes == 1
+                server.accepted_connections[0].close(1000, "")
+                event = await events.receive()
+                assert isinstance(event, ChannelJoined)
+                assert await events.receive() == Disconnected(code=1000, reason=None)
+            assert set(outcomes) == {"join", "buffered push"}
+            assert socket.state is SocketState.CLOSED
+            with pytest.raises(SocketClosed):
+                await socket.wait_connected()
+            with pytest.raises(SocketClosed):
+                await joined.push("echo", {})
+            assert joined.state is ChannelState.CLOSED
+            await trio.sleep(10)
+            assert server.statistics().connections_accepted == 1
+
+
+async def test_the_reconnect_policy_can_give_up(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    def twice(attempt: int) -> float | None:
+        return 0.5 if attempt <= 2 else None
+
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(phoenix_server.url, reconnect_after=twice) as socket,
+            socket.lifecycle() as events,
+        ):
+            channel = socket.channel("echo:g")
+            await channel.join()
+            phoenix_server.reject_upgrades(503)
+            phoenix_server.accepted_connections[0].drop()
+            seen = [type(event).__name__ for event in await next_events(events, 7)]
+            assert seen == [
+                "ChannelJoined",
+                "Disconnected",
+                "ChannelErrored",
+                "ReconnectScheduled",
+                "ConnectFailed",
+                "ReconnectScheduled",
+                "ConnectFailed",
+            ]
+            ended = await events.receive()
+            assert ended == ChannelEnded(topic="echo:g", reason="socket_closed")
+            assert socket.state is SocketState.CLOSED
+            with pytest.raises(SocketClosed):
+                await channel.push("echo", {})

@@ -1,0 +1,292 @@
+"""The WebSocket transport: opening (refused, rejected, TLS), frames both ways, and close codes.
+
+A rejected or failed handshake must raise ``ConnectError`` from ``open_transport`` itself
+(not from the caller's nursery) and leave no socket behind: pyproject turns warnings into
+errors, and these tests also collect garbage and look for ``ResourceWarning`` explicitly.
+"""
+
+from __future__ import annotations
+
+import gc
+import socket as stdlib_socket
+import ssl
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import trio
+import trustme
+from trio_websocket import WebSocketRequest, serve_websocket
+
+from tests.client.raw_hostile import frame, open_raw_server
+from tests.helpers import REAL_LIMIT
+from trio_phoenix import ConnectError
+from trio_phoenix._transport import Transport, TransportClosed, open_transport
+from trio_phoenix.testing import Reject, TestServer, demo_channels
+from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
+
+MAX = 10_000_000
+
+
+@contextmanager
+def no_resource_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Fail if anything in the block leaves an unclosed resource for the garbage collector."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+        gc.collect()
+    leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaks, [str(w.message) for w in leaks]
+
+
+def endpoint(server: TestServer, query: str = "vsn=2.0.0") -> str:
+    return f"{server.url}/websocket?{query}"
+
+
+async def test_the_leak_detector_works() -> None:
+    with pytest.raises(AssertionError, match="unclosed"), no_resource_warnings():
+        stdlib_socket.socket()
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body"),
+    [
+        ("/socket/websocket?vsn=2.0.0", 403, b"not you"),
+        ("/socket/websocket?vsn=9.0.0", 403, b""),
+        ("/elsewhere/websocket?vsn=2.0.0", 404, b""),
+    ],
+)
+async def test_a_rejected_handshake_raises_connect_error_and_leaks_nothing(
+    phoenix_server_factory: PhoenixServerFactory,
+    path: str,
+    status: int,
+    body: bytes,
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    def connect(params: dict[str, Any], info: Any) -> Reject | None:
+        return Reject(403, body) if body else None
+
+    server = await phoenix_server_factory(demo_channels(), connect=connect)
+    url = f"ws://127.0.0.1:{server.port}{path}"
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(ConnectError) as info:
+                await open_transport(url, max_message_size=MAX)
+            # The caller's nursery is not poisoned: it keeps working.
+            nursery.start_soon(trio.sleep, 0)
+        assert type(info.value) is ConnectError
+        assert info.value.status == status
+        assert (info.value.body or b"") == body
+        assert server.statistics().upgrades_rejected == 1
+        assert server.accepted_connections == []
+
+
+async def test_a_refused_connection_raises_connect_error_without_status(
+    closed_port: int, autojump_clock: trio.abc.Clock
+) -> None:
+    url = f"ws://127.0.0.1:{closed_port}/socket/websocket?vsn=2.0.0&token=s3cret"
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+        async with trio.open_nursery():
+            with pytest.raises(ConnectError) as info:
+                await open_transport(url, max_message_size=MAX)
+    assert info.value.status is None
+    assert "cannot connect" in str(info.value)
+    assert "s3cret" not in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_frames_both_ways_and_close_codes(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+        async with trio.open_nursery() as nursery:
+            transport = await open_transport(endpoint(phoenix_server), max_message_size=MAX)
+            assert isinstance(transport, Transport)
+            assert transport.subprotocol is None
+            still_open = transport.closed
+            assert still_open is None
+            await transport.send_many(['[null,"1","phoenix","heartbeat",{}]'])
+            assert await transport.receive_batch() == [
+                '[null,"1","phoenix","phx_reply",{"response":{},"status":"ok"}]'
+            ]
+            phoenix_server.accepted_connections[0].close(4000, "custom")
+            with pytest.raises(TransportClosed) as info:
+                await transport.receive_batch()
+            assert (info.value.code, info.value.reason) == (4000, "custom")
+            closed = transport.closed
+            assert closed is not None
+            assert closed.code == 4000
+            with pytest.raises(TransportClosed):
+                await transport.send_many(["[]"])
+            await transport.abort()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_dropped_connection_closes_with_1006(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+        async with trio.open_nursery() as nursery:
+            transport = await open_transport(endpoint(phoenix_server), max_message_size=MAX)
+            (await phoenix_server.wait_connections(1)).drop()
+            with pytest.raises(TransportClosed) as info:
+                await transport.receive_batch()
+            assert info.value.code == 1006
+            await transport.abort()
+            nursery.cancel_scope.cancel()
+
+
+async def test_client_close_sends_the_code(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+        async with trio.open_nursery() as nursery:
+            transport = await open_transport(
+                endpoint(phoenix_server),
+                subprotocols=["phoenix"],
+                headers=[("X-Probe", "1")],
+                max_message_size=MAX,
+            )
+            connection = await phoenix_server.wait_connections(1)
+            assert connection.connect_info.header("x-probe") == "1"
+            await transport.aclose(1000, "done")
+            await connection.wait_closed()
+            assert (connection.close_code, connection.close_reason) == (1000, "done")
+            await transport.abort()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def certificate_authority() -> trustme.CA:
+    return trustme.CA()
+
+
+async def _echo(request: WebSocketRequest) -> None:
+    ws = await request.accept()
+    try:
+        await ws.send_message(await ws.get_message())
+    finally:
+        await ws.aclose()
+
+
+async def test_wss_verifies_certificates(
+    certificate_authority: trustme.CA, autojump_clock: trio.abc.Clock
+) -> None:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    trusting = ssl.create_default_context()
+    certificate_authority.configure_trust(trusting)
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_websocket, _echo, "127.0.0.1", 0, server_context)
+            url = f"wss://127.0.0.1:{server.port}/socket/websocket?vsn=2.0.0"
+            # The default context does not trust our test CA.
+            with pytest.raises(ConnectError) as info:
+                await open_transport(url, max_message_size=MAX)
+            assert info.value.status is None
+            assert "TLS handshake" in str(info.value)
+            assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+            assert trio.current_time() == 0
+            transport = await open_transport(url, ssl_context=trusting, max_message_size=MAX)
+            await transport.send_many(["over TLS"])
+            assert await transport.receive_batch() == ["over TLS"]
+            await transport.abort()
+            nursery.cancel_scope.cancel()
+
+
+# -- the engine's edges, against a raw server ---------------------------------------------------
+
+
+async def test_frames_that_come_with_the_101_are_delivered() -> None:
+    async with open_raw_server() as server:
+        server.greeting = frame(0x1, b"first") + frame(0x2, b"second")
+        server.serving = False
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=MAX)
+            try:
+                assert await transport.receive_batch() == ["first", b"second"]
+            finally:
+                await transport.abort()
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (bytes([0xC1, 0]), 1002),  # RSV bits set
+        (frame(0x1, b"\xff\xfe"), 1007),  # invalid UTF-8
+        (frame(0x1, b"x" * 2000), 1009),  # over max_message_size
+    ],
+    ids=["rsv", "utf-8", "too-big"],
+)
+async def test_messages_before_a_bad_frame_are_delivered_and_answered_before_the_close(
+    bad: bytes, code: int
+) -> None:
+    """Autobahn's strict behaviour: the valid message that arrived in the same read as the bad
+    frame is delivered, and what the client sends in answer goes out before its close."""
+    async with open_raw_server() as server:
+        server.serving = False
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=1024)
+            try:
+                await server.connected.wait()
+                connection = server.connections[0]
+                await connection.send_raw(frame(0x1, b"valid") + bad + frame(0x1, b"after"))
+                assert await transport.receive_batch() == ["valid"]
+                await transport.send_many(["answer"])
+                with pytest.raises(TransportClosed) as closed:
+                    await transport.receive_batch()
+                assert closed.value.code == code
+                assert await connection.read_frame() == (0x1, b"answer")
+                opcode, data = await connection.read_frame()
+                assert opcode == 0x8
+                assert int.from_bytes(data[:2], "big") == code
+            finally:
+                await transport.abort()
+
+
+async def test_a_fragmented_message_over_max_message_size_closes_with_1009() -> None:
+    """The fragments add up: none is over the bound, the message is."""
+    async with open_raw_server() as server:
+        server.serving = False
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=1024)
+            try:
+                await server.connected.wait()
+                connection = server.connections[0]
+                fragments = [frame(0x1, b"x" * 600, fin=False), frame(0x0, b"x" * 100, fin=False)]
+                await connection.send_raw(b"".join(fragments))
+                await connection.send_raw(frame(0x0, b"x" * 600))
+                with pytest.raises(TransportClosed) as closed:
+                    await transport.receive_batch()
+                assert closed.value.code == 1009
+                assert "max_message_size" in (closed.value.reason or "")
+            finally:
+                await transport.abort()
+
+
+async def test_fragmented_messages_are_joined() -> None:
+    async with open_raw_server() as server:
+        server.serving = False
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=MAX)
+            try:
+                await server.connected.wait()
+                connection = server.connections[0]
+                snowman = "\u2603".encode()
+                await connection.send_raw(
+                    frame(0x1, b"a" + snowman[:1], fin=False)
+                    + frame(0x9, b"ping")  # a control frame between fragments
+                    + frame(0x0, snowman[1:], fin=False)
+                    + frame(0x0, b"z")
+                    + frame(0x2, b"\x00", fin=False)
+                    + frame(0x0, b"\x01")
+                )
+                received: list[object] = []
+                while len(received) < 2:
+                    received += await transport.receive_batch()
+                assert received == ["a\u2603z", b"\x00\x01"]
+                assert await connection.read_frame() == (0xA, b"ping")
+            finally:
+                await transport.abort()

@@ -1,0 +1,1 @@
+"""Tests of the whole: the CLI, examples, docs, packaging, phoenix.js, Autobahn, soak."""
