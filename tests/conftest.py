@@ -48,6 +48,7 @@ CLIENT_TEST_MODULES = frozenset(
         "test_lifecycle",
         "test_checkpoints",
         "test_longpoll",
+        "test_connection_control",
     }
 )
 

@@ -61,6 +61,8 @@ from .proto import (
     ChannelJoined,
     ChannelOwner,
     CloseTransport,
+    DisconnectRequested,
+    DropConnection,
     FrameDropped,
     JoinFailed,
     MessageReceived,
@@ -186,7 +188,10 @@ class Socket:
         self._cancel_scope: trio.CancelScope | None = None
         self._transport: AnyTransport | None = None
         self._connection_scope: trio.CancelScope | None = None
-        self._abort_reason: tuple[int, str] | None = None
+        self._attempt_scope: trio.CancelScope | None = None  # a connect attempt in flight
+        # Why the current connection is being closed by us: code, reason, and how long to
+        # wait for the server's close.
+        self._abort_reason: tuple[int, str, float] | None = None
         self._send_wakeup = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         # Fired on every change of the core's connection state, and when a reconnect is due.
@@ -203,8 +208,8 @@ class Socket:
 
     @property
     def state(self) -> SocketState:
-        """``idle``, ``connecting``, ``connected``, ``waiting`` (to reconnect), ``disconnected``
-        (the reconnect policy gave up) or ``closed``."""
+        """``idle``, ``connecting``, ``connected``, ``waiting`` (to reconnect),
+        ``disconnected`` (``disconnect()`` was called; ``connect()`` resumes) or ``closed``."""
         return self._core.state
 
     @property
@@ -244,7 +249,7 @@ class Socket:
         with self._timeout_tells_why(deadline):
             await trio.lowlevel.checkpoint()
             while not self._core.connected:
-                if self._core.state in (SocketState.CLOSED, SocketState.DISCONNECTED):
+                if self._closed_for_good() or self._gave_up():
                     raise SocketClosed(f"the socket is {self._core.state.value}") from (
                         self._failure
                     )
@@ -265,6 +270,74 @@ class Socket:
                 f"last attempt: {error}",
                 error,
             ) from error
+
+    async def disconnect(self) -> None:
+        """Close the connection with code 1000 and stay disconnected until ``connect()``
+        (phoenix.js ``socket.disconnect()``); an attempt to connect or a reconnect backoff under
+        way is abandoned.
+
+        Channels stay: their state shows they are not joined (``errored``) and they rejoin on
+        the next connection; pushes and joins made meanwhile wait in the buffer with their
+        timeouts running, as during a reconnect, and pushes awaiting a reply fail with
+        ``ReplyLost``. The lifecycle stream shows `DisconnectRequested`, then the channels'
+        `ChannelErrored` and `Disconnected` (code 1000, reason ``"disconnect"``).
+
+        Returns once the connection is closed (the closing handshake is bounded by
+        ``close_timeout``). Like ``aclose``, it disconnects even when cancelled; calling it
+        again does nothing.
+
+        Raises:
+            SocketClosed: the socket is closed.
+        """
+        check_trio_token(self._trio_token, "Socket.disconnect()")
+        core = self._core
+        core.disconnect(trio.current_time())
+        self._pump()
+        self._state_changed.fire()
+        await trio.lowlevel.checkpoint()
+        while self._transport is not None and self._closing is None and core.disconnect_requested:
+            await self._state_changed.wait()
+
+    async def connect(self) -> None:
+        """Connect now (phoenix.js ``socket.connect()``) and wait for the connection: resumes
+        a socket after ``disconnect()`` (its channels rejoin), or skips the rest of a
+        reconnect backoff. The reconnect schedule starts over. While connecting or connected,
+        it only waits for the connection.
+
+        Failed attempts are retried with the reconnect backoff; bound the wait with
+        ``trio.fail_after`` (``ConnectTimeout`` then says why the last attempt failed).
+        Cancelling the wait does not stop the connecting (``disconnect()`` does).
+
+        Raises:
+            SocketClosed: the socket is closed (or closes while waiting).
+        """
+        check_trio_token(self._trio_token, "Socket.connect()")
+        self._core.connect(trio.current_time())
+        self._pump()
+        await self.wait_connected()
+
+    async def reconnect(self) -> None:
+        """Drop the current connection now and connect again at once, without backoff (after
+        a network change, say); wait for the new connection. An attempt to connect under way
+        is abandoned and started afresh; channels rejoin on the new connection, pushes
+        awaiting a reply fail with ``ReplyLost``. The lifecycle stream shows `Disconnected`
+        (code 1000, reason ``"reconnect"``) then `Connected`.
+
+        After ``disconnect()`` it does nothing and returns at once: only ``connect()``
+        resumes a socket the application disconnected. Cancelling the wait does not stop the
+        reconnect.
+
+        Raises:
+            SocketClosed: the socket is closed (or closes while waiting).
+        """
+        check_trio_token(self._trio_token, "Socket.reconnect()")
+        core = self._core
+        core.reconnect(trio.current_time())
+        self._pump()
+        if core.disconnect_requested:
+            await trio.lowlevel.checkpoint()
+            return
+        await self.wait_connected()
 
     async def ping(self) -> float:
         """Send a heartbeat now and return the round trip in seconds (waits to be connected).
@@ -380,7 +453,15 @@ class Socket:
                 case CloseTransport():
                     logger.warning("heartbeat timeout; closing the connection and reconnecting")
                     self._emit(life.HeartbeatTimeout())
-                    self._abort_connection(event.code, event.reason)
+                    self._abort_connection(event.code, event.reason, 0.1)
+                case DropConnection():
+                    logger.info("dropping the connection on request (%s)", event.reason)
+                    if self._attempt_scope is not None:
+                        self._attempt_scope.cancel()
+                    grace = self._close_timeout if event.graceful else 0.1
+                    self._abort_connection(event.code, event.reason, grace)
+                case DisconnectRequested():
+                    self._emit(event)
                 case PingReplied():
                     if self._choice.ping_answered(event.ref) and self._connection_scope:
                         self._connection_scope.deadline = math.inf  # the WebSocket passed
@@ -422,8 +503,10 @@ class Socket:
         for subscription in self._lifecycle:
             subscription.offer(event)
 
-    def _abort_connection(self, code: int, reason: str) -> None:
-        self._abort_reason = (code, reason)
+    def _abort_connection(self, code: int, reason: str, grace: float) -> None:
+        """Close the current connection with ``code``, waiting ``grace`` seconds at most for
+        the server's close (a dead peer will not answer)."""
+        self._abort_reason = (code, reason, grace)
         if self._connection_scope is not None:
             self._connection_scope.cancel()
 
@@ -488,7 +571,11 @@ class Socket:
         core schedules; report started once the first connection is open."""
         core = self._core
         started = False
-        while not self._closed_for_good():
+        while True:
+            while not (self._closed_for_good() or core.connect_due):
+                await self._state_changed.wait()
+            if self._closed_for_good():
+                break
             core.connection_started(trio.current_time())
             self._state_changed.fire()
             transport = await self._open(first=not started)
@@ -513,13 +600,11 @@ class Socket:
                 core.connection_lost(trio.current_time(), code)
                 self._pump()
                 self._state_changed.fire()
-            if core.state is SocketState.DISCONNECTED:
+            if self._gave_up():
                 logger.warning("the reconnect policy gave up; the socket is closed")
                 core.close()
                 self._pump()
                 self._state_changed.fire()
-            while not (self._closed_for_good() or core.reconnect_due):
-                await self._state_changed.wait()
         if not started and task_status is not trio.TASK_STATUS_IGNORED:
             # open_socket is still waiting for the first connection: tell it why none came.
             raise self._last_error or SocketClosed("the socket was closed before it connected")
@@ -527,8 +612,28 @@ class Socket:
     def _closed_for_good(self) -> bool:
         return self._core.state is SocketState.CLOSED
 
+    def _gave_up(self) -> bool:
+        """Whether the core stopped reconnecting on its own (not on ``disconnect()``): the
+        socket is then closed at once."""
+        core = self._core
+        return core.state is SocketState.DISCONNECTED and not core.disconnect_requested
+
     async def _open(self, *, first: bool) -> AnyTransport | None:
-        """Open a transport, or report the failure to the core and return ``None``."""
+        """Open a transport, or report the failure to the core and return ``None`` (also when
+        the application dropped the attempt: ``disconnect()``, ``reconnect()``)."""
+        transport = None
+        with trio.CancelScope() as self._attempt_scope:
+            try:
+                transport = await self._attempt(first=first)
+            finally:
+                self._attempt_scope = None
+        if transport is not None and self._core.state is not SocketState.CONNECTING:
+            with trio.CancelScope(shield=True):  # dropped just as it opened
+                await transport.abort()
+            return None
+        return transport
+
+    async def _attempt(self, *, first: bool) -> AnyTransport | None:
         try:
             token = await evaluate(self._auth_token)  # once per attempt, for either transport
             url, subprotocols = await connect_args(
@@ -547,6 +652,8 @@ class Socket:
                 if isinstance(exc, ConnectError)
                 else ConnectError(f"connecting to {redact_url(self._url)} timed out")
             )
+            if self._core.state is not SocketState.CONNECTING:
+                return None  # the application dropped the attempt as it failed
             if first and is_permanent(error):
                 raise error from error.__cause__
             logger.warning("%s", error)
@@ -578,10 +685,11 @@ class Socket:
                 # The fresh WebSocket did not answer its ping in time.
                 self._core.cancel_ping(unanswered)
                 self._choice.fall_back(None)
-                self._abort_reason = (1001, "falling back to LongPoll")
-            # Aborted by the core (heartbeat timeout): close without waiting on a dead peer.
-            code, reason = self._aborted_with()
-            with trio.move_on_after(0.1):  # a dead peer will not answer the close
+                self._abort_reason = (1001, "falling back to LongPoll", 0.1)
+            # Aborted by the core (heartbeat timeout: without waiting on a dead peer) or on
+            # request (disconnect(), reconnect()).
+            code, reason, grace = self._abort_reason or (1000, "", 0.1)
+            with trio.move_on_after(grace):
                 await transport.aclose(code, reason)
             return code, reason
         finally:
@@ -590,9 +698,6 @@ class Socket:
                 self._transport = None
                 with trio.CancelScope(shield=True):
                     await transport.abort()
-
-    def _aborted_with(self) -> tuple[int, str]:
-        return self._abort_reason or (1000, "")
 
     async def _read(self, transport: AnyTransport) -> None:
         core = self._core

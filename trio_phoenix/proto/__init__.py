@@ -56,6 +56,8 @@ from ._events import (
     ChannelErrored as ChannelErrored,
     ChannelJoined as ChannelJoined,
     CloseTransport as CloseTransport,
+    DisconnectRequested as DisconnectRequested,
+    DropConnection as DropConnection,
     Event as Event,
     FrameDropped as FrameDropped,
     JoinFailed as JoinFailed,

@@ -92,7 +92,9 @@ class SocketState(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     WAITING = "waiting"  # disconnected; a reconnect is scheduled
-    DISCONNECTED = "disconnected"  # disconnected; the reconnect policy gave up
+    # Disconnected and not reconnecting: the application called disconnect() (connect()
+    # resumes), or the reconnect policy gave up (a Trio socket then closes).
+    DISCONNECTED = "disconnected"
     CLOSED = "closed"  # closed by the application, for good
 
 

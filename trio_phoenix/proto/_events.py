@@ -4,10 +4,10 @@ The core never calls out: every consequence of a frame, a timer or a command tha
 layer must act on (wake a waiting push, feed subscribers, open or close the transport) comes
 back as one of these values, in order, from ``SocketCore.events()``.
 
-Five of them are also public lifecycle events (``ChannelJoined``, ``ChannelErrored``,
-``ChannelEnded``, ``RejoinScheduled``, ``ReconnectScheduled``): the Trio layer hands them to
-``socket.lifecycle()`` subscribers as they are, with their ``channel`` (the core's, which
-only the I/O layer needs) set to ``None``.
+Six of them are also public lifecycle events (``ChannelJoined``, ``ChannelErrored``,
+``ChannelEnded``, ``RejoinScheduled``, ``ReconnectScheduled``, ``DisconnectRequested``): the
+Trio layer hands them to ``socket.lifecycle()`` subscribers as they are, with their
+``channel`` (the core's, which only the I/O layer needs) set to ``None``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ __all__ = [
     "ChannelErrored",
     "ChannelJoined",
     "CloseTransport",
+    "DisconnectRequested",
+    "DropConnection",
     "Event",
     "FrameDropped",
     "JoinFailed",
@@ -162,6 +164,24 @@ class CloseTransport:
 
 
 @attrs.frozen
+class DropConnection:
+    """The application asked to drop the connection (``disconnect()``, ``reconnect()``): close
+    the open transport with ``code`` and ``reason``, or abandon the attempt in flight."""
+
+    code: int
+    reason: str
+    #: Whether to wait for the server's close (within the close timeout); false when a new
+    #: connection is wanted at once (the old one may be dead after a network change).
+    graceful: bool
+
+
+@attrs.frozen
+class DisconnectRequested:
+    """The application called ``disconnect()``: the connection (if any) closes with 1000 and
+    the socket stays disconnected, its channels waiting to rejoin, until ``connect()``."""
+
+
+@attrs.frozen
 class PingReplied:
     """The server answered ``socket.ping()``: ``rtt`` seconds after it was sent."""
 
@@ -207,6 +227,8 @@ Event = (
     | ReconnectScheduled
     | ReconnectDue
     | CloseTransport
+    | DropConnection
+    | DisconnectRequested
     | PingReplied
     | PingLost
     | FrameDropped
