@@ -62,7 +62,7 @@ async def test_disconnect_waits_and_connect_resumes(
             await connection.wait_closed()
             assert connection.close_code == 1000
             assert state(socket) is SocketState.DISCONNECTED
-            assert channel.state is ChannelState.ERRORED
+            assert channel.statistics().state is ChannelState.ERRORED
             # Nothing reconnects by itself; a push waits in the buffer meanwhile.
             async with trio.open_nursery() as nursery:
                 replies: list[object] = []
