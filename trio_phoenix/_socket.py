@@ -41,11 +41,13 @@ from ._options import (
     ParamsSource,
     ReconnectAfter,
     TokenSource,
+    UrlSource,
     check_options,
     check_trio_token,
     connect_args,
     evaluate,
     is_permanent,
+    resolve_url,
 )
 from ._outcomes import settle_push
 from ._subscription import OverflowPolicy, Subscription
@@ -104,7 +106,7 @@ class Socket:
 
     def __init__(
         self,
-        url: str,
+        url: UrlSource,
         *,
         _token: object = None,
         params: ParamsSource = None,
@@ -162,7 +164,9 @@ class Socket:
             rejoin_after=rejoin_after,
             reconnect_on_clean_close=reconnect_on_clean_close,
         )
-        self._url = url
+        self._url_source = url
+        # The mount URL of the latest connect attempt ("" until a url callable first ran).
+        self._url = url if isinstance(url, str) else ""
         self._params = params
         self._auth_token = auth_token
         self._ssl_context = ssl_context
@@ -202,7 +206,12 @@ class Socket:
         self._failure: BaseException | None = None
 
     def __repr__(self) -> str:
-        return f"<trio_phoenix.Socket {redact_url(self._url)!r} {self.state.value}>"
+        source = self._url_source
+        where = repr(redact_url(self._url)) if self._url else ""
+        if callable(source):
+            name = getattr(source, "__qualname__", type(source).__name__)
+            where = f"{where} from {name}()" if where else f"url from {name}()"
+        return f"<trio_phoenix.Socket {where} {self.state.value}>"
 
     # -- public surface ----------------------------------------------------------------------
 
@@ -220,7 +229,9 @@ class Socket:
 
     @property
     def url(self) -> str:
-        """The mount URL given to ``open_socket`` (params are added per connection)."""
+        """The mount URL given to ``open_socket`` (params are added per connection); with a
+        url callable, the URL it returned for the latest connect attempt (``""`` before
+        the first)."""
         return self._url
 
     def channel(
@@ -636,6 +647,7 @@ class Socket:
     async def _attempt(self, *, first: bool) -> AnyTransport | None:
         try:
             token = await evaluate(self._auth_token)  # once per attempt, for either transport
+            self._url = await resolve_url(self._url_source)
             url, subprotocols = await connect_args(
                 self._url, self._params, token, self._core.serializer.vsn
             )
