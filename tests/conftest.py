@@ -49,6 +49,8 @@ CLIENT_TEST_MODULES = frozenset(
         "test_checkpoints",
         "test_longpoll",
         "test_connection_control",
+        "test_channel_params",
+        "test_url_callable",
     }
 )
 

@@ -67,6 +67,7 @@ from .proto import (
     DropConnection,
     FrameDropped,
     JoinFailed,
+    JoinParamsNeeded,
     MessageReceived,
     PingLost,
     PingReplied,
@@ -239,13 +240,20 @@ class Socket:
     ) -> Channel:
         """Create a channel for ``topic``; join it with ``async with`` or ``await join()``.
 
+        ``params`` (sent with the join) may be a sync or async callable, evaluated before every
+        join and rejoin, e.g. to ask for the messages since the last id seen. What it raises
+        on the first join is raised by ``join()``; on a rejoin the channel errors again
+        (`ChannelErrored` with ``{"source": "client", "reason": "params_error", "error":
+        exception}``) and the rejoin is retried with the rejoin backoff.
+
         ``timeout`` overrides the socket's default for this channel's join, pushes and leave.
         """
-        if timeout is ...:
-            core = self._core.channel(topic, params)
-        else:
-            core = self._core.channel(topic, params, timeout=timeout)
-        return Channel(core, self)
+        source = params if callable(params) else None
+        options: dict[str, Any] = {} if timeout is ... else {"timeout": timeout}
+        core = self._core.channel(
+            topic, None if source else params, params_on_demand=source is not None, **options
+        )
+        return Channel(core, self, source)
 
     async def wait_connected(self) -> None:
         """Wait until the socket is connected.
@@ -446,6 +454,8 @@ class Socket:
                 case JoinFailed():
                     _owner(event.channel)._join_failed(event.status, event.response)
                     logger.info("join of %r refused: %r", event.channel.topic, event.response)
+                case JoinParamsNeeded():
+                    _owner(event.channel)._params_needed(event.ref)
                 case ChannelErrored():
                     _owner(event.channel)._errored()
                     logger.info("channel %r errored: %r", event.topic, event.payload)

@@ -61,6 +61,7 @@ from ._events import (
     Event as Event,
     FrameDropped as FrameDropped,
     JoinFailed as JoinFailed,
+    JoinParamsNeeded as JoinParamsNeeded,
     MessageReceived as MessageReceived,
     PingLost as PingLost,
     PingReplied as PingReplied,

@@ -32,6 +32,7 @@ __all__ = [
     "Event",
     "FrameDropped",
     "JoinFailed",
+    "JoinParamsNeeded",
     "MessageReceived",
     "PingLost",
     "PingReplied",
@@ -104,6 +105,16 @@ class JoinFailed:
     status: str
     response: Any
     first: bool
+
+
+@attrs.frozen
+class JoinParamsNeeded:
+    """A channel whose params are evaluated per join (``params_on_demand``) is about to
+    rejoin: the I/O layer evaluates them and answers ``ChannelCore.params_ready(ref, ...)`` (or
+    ``params_failed``); the join is sent then. The rejoin's timeout is already running."""
+
+    channel: ChannelCore
+    ref: str
 
 
 @attrs.frozen
@@ -221,6 +232,7 @@ Event = (
     | PushFailed
     | ChannelJoined
     | JoinFailed
+    | JoinParamsNeeded
     | ChannelErrored
     | ChannelEnded
     | RejoinScheduled
