@@ -3,6 +3,7 @@ the channels waiting, ``connect()`` resumes them, ``reconnect()`` starts a new c
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from trio_phoenix import (
@@ -12,12 +13,13 @@ from trio_phoenix import (
     Connected,
     Disconnected,
     DisconnectRequested,
+    ReplyLost,
     Socket,
     SocketState,
     open_socket,
 )
 
-from .conftest import LIMIT, ScenarioServer
+from .conftest import LIMIT, ScenarioServer, fast_rejoin
 
 
 def state(socket: Socket) -> SocketState:
@@ -74,3 +76,22 @@ async def test_disconnect_connect_and_reconnect(server: ScenarioServer) -> None:
                 Connected,
                 ChannelJoined,
             ]
+
+
+async def test_params_callable_is_evaluated_on_every_rejoin(server: ScenarioServer) -> None:
+    last_seen = [0]
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(server.url, **server.options, rejoin_after=fast_rejoin) as socket,
+            socket.channel("echo:since", lambda: {"since": last_seen[-1]}) as channel,
+        ):
+            assert channel.join_response == {"since": 0}
+            last_seen.append(7)
+            with pytest.raises(ReplyLost):
+                await channel.push("crash", {})
+            await channel.wait_joined()
+            assert channel.join_response == {"since": 7}
+            last_seen.append(8)
+            await socket.reconnect()
+            await channel.wait_joined()
+            assert channel.join_response == {"since": 8}
