@@ -48,6 +48,7 @@ CLIENT_TEST_MODULES = frozenset(
         "test_lifecycle",
         "test_checkpoints",
         "test_longpoll",
+        "test_presence_unclaimed",
         "test_connection_control",
         "test_channel_params",
         "test_url_callable",

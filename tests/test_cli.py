@@ -22,7 +22,8 @@ import trio
 import trustme
 
 from trio_phoenix import V1JSONSerializer, open_socket
-from trio_phoenix.__main__ import _build_parser, _socket_options, run
+from trio_phoenix.__main__ import _socket_options, run
+from trio_phoenix._cli_args import _build_parser
 from trio_phoenix.testing import (
     ChannelHandler,
     ChannelSocket,

@@ -25,6 +25,8 @@ from ._presence import Presence
 from ._subscription import DEFAULT_MAX_BUFFER_BYTES, OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
 from .proto import ChannelCore, ChannelState, CloseReason, Message
+from .proto._limits import BufferBound
+from .proto._presence import MAX_PENDING_BYTES, MAX_PENDING_DIFFS
 
 __all__ = ["DEFAULT_MAX_BUFFER", "Channel", "ChannelStatistics", "SocketLink"]
 
@@ -38,6 +40,14 @@ DEFAULT_MAX_BUFFER: Final = 1000
 
 
 _DEFAULT_PRESENCE_EVENTS: Final = frozenset({"presence_state", "presence_diff"})
+_DEFAULT_PRESENCE_KEY: Final = ("presence_state", "presence_diff")
+
+
+def _unclaimed_bound() -> BufferBound:
+    """One state and the pending diffs a view would accept after it."""
+    return BufferBound(MAX_PENDING_DIFFS + 1, MAX_PENDING_BYTES)
+
+
 #: Shared, never mutated: a channel gets its own dict with its first presence view.
 _DEFAULT_LISTENERS: Final[dict[str, Presence]] = {}
 
@@ -91,10 +101,15 @@ class Channel:
         self._join_response: Any = None
         self._messages_received = 0
         self._closed_dropped = 0
-        # Presence views, created on demand; the default one also on the first presence
-        # event, so that it tracks the channel from the start.
+        # Presence views, created on demand. Until the default one exists, its events are
+        # kept unparsed (the last state and the diffs after it, bounded as a view's pending
+        # diffs are) and handed to it when it is made: presence costs nothing to a channel
+        # that never asks for it, and a view made after the join still starts from the state.
         self._presences: dict[tuple[str, str], Presence] = {}
         self._listeners: dict[str, Presence] = _DEFAULT_LISTENERS
+        self._unclaimed: list[tuple[Message, int]] = []
+        self._unclaimed_bound = _unclaimed_bound()
+        self._unclaimed_refused = 0
 
     def __repr__(self) -> str:
         return f"<trio_phoenix.Channel {self.topic!r} {self.state.value}>"
@@ -313,7 +328,25 @@ class Channel:
                 self._listeners = {}
             self._listeners[state_event] = view
             self._listeners[diff_event] = view
+            if key == _DEFAULT_PRESENCE_KEY:
+                view.malformed += self._unclaimed_refused
+                for message, size in self._unclaimed:
+                    view._handle(message, size)
+                self._drop_unclaimed()
         return view
+
+    def _keep_unclaimed(self, message: Message, size: int) -> None:
+        if message.event == "presence_state":
+            self._drop_unclaimed()  # a state replaces everything before it
+        elif not self._unclaimed_bound.fits(size):
+            self._unclaimed_refused += 1
+            return
+        self._unclaimed.append((message, size))
+        self._unclaimed_bound.add(size)
+
+    def _drop_unclaimed(self) -> None:
+        self._unclaimed = []
+        self._unclaimed_bound = _unclaimed_bound()
 
     def statistics(self) -> ChannelStatistics:
         """A snapshot of the channel's counters: pending replies, buffered pushes, messages."""
@@ -336,10 +369,10 @@ class Channel:
         self._messages_received += 1
         event = message.event
         listener = self._listeners.get(event)
-        if listener is None and event in _DEFAULT_PRESENCE_EVENTS and not self._presences:
-            listener = self.presence()
         if listener is not None:
             listener._handle(message, size)
+        elif event in _DEFAULT_PRESENCE_EVENTS and not self._presences:
+            self._keep_unclaimed(message, size)
         for events, subscription in self._subscriptions:
             if events is None or event in events:
                 subscription.offer(message, size)
@@ -387,6 +420,7 @@ class Channel:
         end = stream_error(self.topic, reason, payload)
         for _, subscription in self._subscriptions:
             subscription.end(end)
+        self._drop_unclaimed()
         for view in self._presences.values():
             view._ended()
         self._changed.fire()

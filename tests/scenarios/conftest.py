@@ -118,11 +118,14 @@ def phoenix_app() -> Iterator[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run every client scenario (a test that calls ``open_socket``) over each transport."""
+    """Run every client scenario (a test that calls ``open_socket``) over each transport, or
+    over those its ``transports`` marker names."""
     if "client_transport" in metafunc.fixturenames and "open_socket" in (
         metafunc.function.__code__.co_names
     ):
-        metafunc.parametrize("client_transport", TRANSPORTS, indirect=True)
+        marker = metafunc.definition.get_closest_marker("transports")
+        chosen = marker.args if marker is not None else TRANSPORTS
+        metafunc.parametrize("client_transport", chosen, indirect=True)
 
 
 @pytest.fixture

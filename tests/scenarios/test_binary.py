@@ -54,11 +54,10 @@ async def _binary_reply_fails_the_poll(server: ScenarioServer) -> None:
             assert await channel.push("echo", {"after": 1}) == {"after": 1}
 
 
+@pytest.mark.transports("longpoll")
 async def test_longpoll_binary_push_reaches_the_channel(server: ScenarioServer) -> None:
     """A binary push over LongPoll is decoded by the server: it crashes the channel (``crash``
     takes any payload) rather than the session, which a garbled message would."""
-    if not server.longpoll:
-        pytest.skip("LongPoll only")
     with trio.fail_after(LIMIT):
         async with (
             open_socket(server.url, **server.options) as socket,
@@ -74,9 +73,8 @@ async def test_longpoll_binary_push_reaches_the_channel(server: ScenarioServer) 
             assert socket.statistics().disconnects == 0
 
 
+@pytest.mark.transports("longpoll")
 async def test_longpoll_utf8_binary_push_is_a_malformed_frame(server: ScenarioServer) -> None:
-    if not server.longpoll:
-        pytest.skip("LongPoll only")
     with trio.fail_after(LIMIT):
         async with open_socket(server.url, **server.options) as socket:
             async with socket.channel("echo:bin") as channel:
@@ -87,9 +85,9 @@ async def test_longpoll_utf8_binary_push_is_a_malformed_frame(server: ScenarioSe
             assert socket.statistics().disconnects == 0
 
 
+# Phoenix's LongPoll cannot carry server binary messages (see the LongPoll tests above).
+@pytest.mark.transports("websocket", "trio-websocket")
 async def test_binary_server_push(server: ScenarioServer) -> None:
-    if server.longpoll:
-        pytest.skip("Phoenix's LongPoll cannot carry server binary messages")
     with trio.fail_after(LIMIT):
         async with (
             open_socket(server.url, **server.options) as socket,
@@ -102,9 +100,9 @@ async def test_binary_server_push(server: ScenarioServer) -> None:
             assert message.join_ref == channel.join_ref
 
 
+# Phoenix's LongPoll cannot carry server binary messages (see the LongPoll tests above).
+@pytest.mark.transports("websocket", "trio-websocket")
 async def test_binary_broadcast(server: ScenarioServer) -> None:
-    if server.longpoll:
-        pytest.skip("Phoenix's LongPoll cannot carry server binary messages")
     with trio.fail_after(LIMIT):
         async with (
             open_socket(server.url, **server.options) as alice,
