@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from trio_phoenix import InvalidURL, Socket, SocketState, connect_socket, open_socket
 from trio_phoenix.testing import TestServer, demo_channels
@@ -58,17 +59,22 @@ async def test_a_reconnect_goes_where_the_callable_says(
 async def test_the_repr_names_the_callable_and_the_url(
     phoenix_server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:
-    def pick_host() -> str:
+    release = trio.Event()
+
+    async def pick_host() -> str:
+        await release.wait()
         return phoenix_server.url + "?token=s3cret"
 
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
             socket = await connect_socket(nursery, pick_host, wait_connected=False)
+            await trio.testing.wait_all_tasks_blocked()
             assert repr(socket) == (
                 "<trio_phoenix.Socket url from test_the_repr_names_the_callable_and_the_url"
-                f".<locals>.pick_host() {socket.state.value}>"
+                ".<locals>.pick_host() connecting>"
             )
             assert socket.url == ""
+            release.set()
             await socket.wait_connected()
             assert "s3cret" not in repr(socket)
             assert repr(socket).startswith(f"<trio_phoenix.Socket '{phoenix_server.url}?token=")
