@@ -256,7 +256,7 @@ class Socket:
         return Channel(core, self, source)
 
     async def wait_connected(self) -> None:
-        """Wait until the socket is connected.
+        """Wait until the socket is connected (after ``disconnect()``: until ``connect()``).
 
         Raises:
             SocketClosed: the socket is closed, or the reconnect policy gave up.
