@@ -49,6 +49,9 @@ CLIENT_TEST_MODULES = frozenset(
         "tests.client.test_checkpoints",
         "tests.client.test_longpoll",
         "tests.client.test_presence_unclaimed",
+        "tests.client.test_connection_control",
+        "tests.client.test_channel_params",
+        "tests.client.test_url_callable",
     }
 )
 

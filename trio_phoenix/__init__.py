@@ -65,6 +65,7 @@ else:
         Connected as Connected,
         ConnectFailed as ConnectFailed,
         Disconnected as Disconnected,
+        DisconnectRequested as DisconnectRequested,
         HeartbeatTimeout as HeartbeatTimeout,
         LifecycleEvent as LifecycleEvent,
         ReconnectScheduled as ReconnectScheduled,

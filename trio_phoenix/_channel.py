@@ -10,7 +10,8 @@ abandons the join (the channel is left).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Final, Protocol, final
@@ -18,7 +19,7 @@ from typing import Any, Final, Protocol, final
 import attrs
 import trio
 
-from ._options import check_trio_token
+from ._options import check_trio_token, evaluate
 from ._outcomes import closed_error, join_error, refused_error, stream_error
 from ._presence import Presence
 from ._subscription import DEFAULT_MAX_BUFFER_BYTES, OverflowPolicy, Subscription
@@ -28,6 +29,11 @@ from .proto._limits import BufferBound
 from .proto._presence import MAX_PENDING_BYTES, MAX_PENDING_DIFFS
 
 __all__ = ["DEFAULT_MAX_BUFFER", "Channel", "ChannelStatistics", "SocketLink"]
+
+logger: Final = logging.getLogger("trio_phoenix")
+
+#: Join params as a sync or async callable, evaluated before every join.
+ParamsCallable = Callable[[], Any | Awaitable[Any]]
 
 #: Default number of messages a subscription buffers before its overflow policy applies.
 DEFAULT_MAX_BUFFER: Final = 1000
@@ -53,6 +59,7 @@ class SocketLink(Protocol):
 
     _trio_token: trio.lowlevel.TrioToken
     _close_timeout: float
+    _nursery: trio.Nursery | None
 
     def _pump(self) -> None: ...
 
@@ -81,9 +88,12 @@ class Channel:
     rejoins by itself with a new join ref; pushes made meanwhile wait in a buffer.
     """
 
-    def __init__(self, core: ChannelCore, socket: SocketLink) -> None:
+    def __init__(
+        self, core: ChannelCore, socket: SocketLink, params: ParamsCallable | None = None
+    ) -> None:
         self._core = core  # the protocol state: the core decides, this class waits
         self._socket = socket
+        self._params_source = params  # evaluated before every join (core.params_on_demand)
         core.owner = self
         self._subscriptions: list[tuple[frozenset[str] | None, Subscription[Message]]] = []
         self._join_waiter: Waiter | None = None
@@ -111,7 +121,10 @@ class Channel:
 
     @property
     def params(self) -> Any:
-        """The join params sent with every (re)join."""
+        """The join params sent with every (re)join: as given to ``socket.channel()``, a
+        value or the callable evaluated before each join."""
+        if self._params_source is not None:
+            return self._params_source
         return self._core.params
 
     @property
@@ -135,7 +148,8 @@ class Channel:
         """Join the channel and return the server's join reply.
 
         Waits for the socket to connect if needed; the channel's timeout (the socket's
-        ``timeout`` by default) bounds the whole wait.
+        ``timeout`` by default) bounds the whole wait. Params given as a callable are
+        evaluated first: what it raises is raised here, and the channel stays unjoined.
 
         Raises:
             JoinError: the server refused the join; the channel is closed.
@@ -148,7 +162,11 @@ class Channel:
         check_trio_token(self._socket._trio_token, "Channel.join()")
         await trio.lowlevel.checkpoint_if_cancelled()
         waiter = Waiter()
-        self._core.join(trio.current_time())
+        if self._params_source is not None:
+            params = await evaluate(self._params_source)
+            self._core.join(trio.current_time(), params={} if params is None else params)
+        else:
+            self._core.join(trio.current_time())
         self._join_waiter = waiter
         self._socket._pump()
         try:
@@ -371,6 +389,28 @@ class Channel:
     def _join_failed(self, status: str, response: Any) -> None:
         if self._join_waiter is not None:
             self._join_waiter.set_error(refused_error(self.topic, status, response))
+
+    def _params_needed(self, ref: str) -> None:
+        nursery = self._socket._nursery
+        assert nursery is not None  # the socket's tasks run
+        nursery.start_soon(self._evaluate_params, ref)
+
+    async def _evaluate_params(self, ref: str) -> None:
+        """Evaluate the params callable for a rejoin and hand the outcome to the core: an
+        exception errors the rejoin (retried with the rejoin backoff), never the socket."""
+        assert self._params_source is not None
+        try:
+            params = await evaluate(self._params_source)
+        except Exception as exc:
+            logger.warning(
+                "the params of %r raised; the rejoin is retried", self.topic, exc_info=exc
+            )
+            if self._join_waiter is not None and self._core.params_ref == ref:
+                self._join_waiter.set_error(exc)  # a first join, resent after a reconnect
+            self._core.params_failed(ref, exc, trio.current_time())
+        else:
+            self._core.params_ready(ref, {} if params is None else params, trio.current_time())
+        self._socket._pump()
 
     def _ended(self, reason: CloseReason, payload: Any) -> None:
         if self._join_waiter is not None:

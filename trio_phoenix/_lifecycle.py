@@ -4,9 +4,9 @@
 tests: connections opening and closing (with close codes), reconnects being scheduled, channels
 erroring and rejoining.
 
-The channel events and ``ReconnectScheduled`` are the sans-IO core's own event values
-(``trio_phoenix.proto``), handed on as they are; the four connection events below come from
-the Trio layer, which owns the transport.
+The channel events, ``ReconnectScheduled`` and ``DisconnectRequested`` are the sans-IO core's
+own event values (``trio_phoenix.proto``), handed on as they are; the four connection events
+below come from the Trio layer, which owns the transport.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .proto._events import (
     ChannelEnded as ChannelEnded,
     ChannelErrored as ChannelErrored,
     ChannelJoined as ChannelJoined,
+    DisconnectRequested as DisconnectRequested,
     ReconnectScheduled as ReconnectScheduled,
     RejoinScheduled as RejoinScheduled,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "ChannelJoined",
     "ConnectFailed",
     "Connected",
+    "DisconnectRequested",
     "Disconnected",
     "HeartbeatTimeout",
     "LifecycleEvent",
@@ -80,6 +82,7 @@ LifecycleEvent = (
     | ConnectFailed
     | HeartbeatTimeout
     | TransportFallback
+    | DisconnectRequested
     | ReconnectScheduled
     | ChannelJoined
     | ChannelErrored

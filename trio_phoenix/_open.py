@@ -18,7 +18,7 @@ from typing import Unpack
 import trio
 
 from ._groups import owning_nursery
-from ._options import SocketOptions
+from ._options import SocketOptions, UrlSource
 from ._socket import _CONSTRUCTOR_TOKEN, Socket
 
 __all__ = ["connect_socket", "open_socket"]
@@ -26,7 +26,7 @@ __all__ = ["connect_socket", "open_socket"]
 
 async def connect_socket(
     nursery: trio.Nursery,
-    url: str,
+    url: UrlSource,
     *,
     wait_connected: bool = True,
     **options: Unpack[SocketOptions],
@@ -43,13 +43,16 @@ async def connect_socket(
 
 @asynccontextmanager
 async def open_socket(
-    url: str, *, wait_connected: bool = True, **options: Unpack[SocketOptions]
+    url: UrlSource, *, wait_connected: bool = True, **options: Unpack[SocketOptions]
 ) -> AsyncIterator[Socket]:
     """Open a Phoenix socket for the block; leave its channels and close it at the end.
 
     ``url`` is the socket's mount point, e.g. ``"ws://localhost:4000/socket"``: ``/websocket``
     and ``vsn=2.0.0`` are added as phoenix.js adds them (a query string in ``url`` is kept as
-    params, a trailing ``/`` or an explicit ``/websocket`` is accepted). By default the block
+    params, a trailing ``/`` or an explicit ``/websocket`` is accepted). ``url`` may also be a
+    sync or async callable returning the URL, evaluated (and validated) on every connect
+    attempt, to move to another host; an exception it raises, ``InvalidURL`` included, ends
+    the socket with that exception, as one from a ``params`` callable does. By default the block
     starts once the first connection is open: a refused or unreachable server is retried with
     the reconnect backoff (bound the wait with ``trio.fail_after``: when it expires,
     ``ConnectTimeout`` says why the last attempt failed), while a rejected upgrade (HTTP 403,

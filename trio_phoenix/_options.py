@@ -39,8 +39,10 @@ __all__ = [
     "connect_args",
     "evaluate",
     "is_permanent",
+    "resolve_url",
 ]
 
+UrlSource = str | Callable[[], str | Awaitable[str]]
 Params = Mapping[str, Any]
 ParamsSource = Params | Callable[[], Params | Awaitable[Params]] | None
 TokenSource = str | Callable[[], str | Awaitable[str]] | None
@@ -107,7 +109,7 @@ def check_callable(name: str, value: object) -> None:
 
 def check_options(
     *,
-    url: str,
+    url: object,
     params: object,
     auth_token: object,
     headers: Headers | None,
@@ -129,11 +131,15 @@ def check_options(
 ) -> list[tuple[str, str]]:
     """Check the socket's options (``TypeError`` / ``ValueError`` naming the option); return
     the headers as a list of pairs."""
-    if not isinstance(url, str):
+    if callable(url):
+        pass  # validated at each evaluation (resolve_url)
+    elif not isinstance(url, str):
         raise TypeError(
-            f"url must be a str such as 'ws://host:4000/socket', got {type(url).__name__}"
+            "url must be a str such as 'ws://host:4000/socket' or a callable returning one, "
+            f"got {type(url).__name__}"
         )
-    build_socket_url(url)  # validate now: a bad URL is the caller's error, raised at once
+    else:
+        build_socket_url(url)  # validate now: a bad URL is the caller's error, raised at once
     check_params(params)
     if not (auth_token is None or isinstance(auth_token, str) or callable(auth_token)):
         raise TypeError(
@@ -195,6 +201,15 @@ async def evaluate(source: Any) -> Any:
     if inspect.isawaitable(value):
         value = await value
     return value
+
+
+async def resolve_url(source: UrlSource) -> str:
+    """The mount URL of the next connect attempt: ``source`` itself, or what the url callable
+    returns now, validated (``InvalidURL``)."""
+    url = await evaluate(source)
+    build_socket_url(url)  # InvalidURL for a non-string or an unusable URL
+    assert isinstance(url, str)
+    return url
 
 
 async def connect_args(

@@ -41,11 +41,13 @@ from ._options import (
     ParamsSource,
     ReconnectAfter,
     TokenSource,
+    UrlSource,
     check_options,
     check_trio_token,
     connect_args,
     evaluate,
     is_permanent,
+    resolve_url,
 )
 from ._outcomes import settle_push
 from ._subscription import OverflowPolicy, Subscription
@@ -61,8 +63,11 @@ from .proto import (
     ChannelJoined,
     ChannelOwner,
     CloseTransport,
+    DisconnectRequested,
+    DropConnection,
     FrameDropped,
     JoinFailed,
+    JoinParamsNeeded,
     MessageReceived,
     PingLost,
     PingReplied,
@@ -102,7 +107,7 @@ class Socket:
 
     def __init__(
         self,
-        url: str,
+        url: UrlSource,
         *,
         _token: object = None,
         params: ParamsSource = None,
@@ -160,7 +165,9 @@ class Socket:
             rejoin_after=rejoin_after,
             reconnect_on_clean_close=reconnect_on_clean_close,
         )
-        self._url = url
+        self._url_source = url
+        # The mount URL of the latest connect attempt ("" until a url callable first ran).
+        self._url = url if isinstance(url, str) else ""
         self._params = params
         self._auth_token = auth_token
         self._ssl_context = ssl_context
@@ -186,7 +193,10 @@ class Socket:
         self._cancel_scope: trio.CancelScope | None = None
         self._transport: AnyTransport | None = None
         self._connection_scope: trio.CancelScope | None = None
-        self._abort_reason: tuple[int, str] | None = None
+        self._attempt_scope: trio.CancelScope | None = None  # a connect attempt in flight
+        # Why the current connection is being closed by us: code, reason, and how long to
+        # wait for the server's close.
+        self._abort_reason: tuple[int, str, float] | None = None
         self._send_wakeup = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         # Fired on every change of the core's connection state, and when a reconnect is due.
@@ -197,14 +207,19 @@ class Socket:
         self._failure: BaseException | None = None
 
     def __repr__(self) -> str:
-        return f"<trio_phoenix.Socket {redact_url(self._url)!r} {self.state.value}>"
+        source = self._url_source
+        where = repr(redact_url(self._url)) if self._url else ""
+        if callable(source):
+            name = getattr(source, "__qualname__", type(source).__name__)
+            where = f"{where} from {name}()" if where else f"url from {name}()"
+        return f"<trio_phoenix.Socket {where} {self.state.value}>"
 
     # -- public surface ----------------------------------------------------------------------
 
     @property
     def state(self) -> SocketState:
-        """``idle``, ``connecting``, ``connected``, ``waiting`` (to reconnect), ``disconnected``
-        (the reconnect policy gave up) or ``closed``."""
+        """``idle``, ``connecting``, ``connected``, ``waiting`` (to reconnect),
+        ``disconnected`` (``disconnect()`` was called; ``connect()`` resumes) or ``closed``."""
         return self._core.state
 
     @property
@@ -215,7 +230,9 @@ class Socket:
 
     @property
     def url(self) -> str:
-        """The mount URL given to ``open_socket`` (params are added per connection)."""
+        """The mount URL given to ``open_socket`` (params are added per connection); with a
+        url callable, the URL it returned for the latest connect attempt (``""`` before
+        the first)."""
         return self._url
 
     def channel(
@@ -223,16 +240,23 @@ class Socket:
     ) -> Channel:
         """Create a channel for ``topic``; join it with ``async with`` or ``await join()``.
 
+        ``params`` (sent with the join) may be a sync or async callable, evaluated before every
+        join and rejoin, e.g. to ask for the messages since the last id seen. What it raises
+        on the first join is raised by ``join()``; on a rejoin the channel errors again
+        (`ChannelErrored` with ``{"source": "client", "reason": "params_error", "error":
+        exception}``) and the rejoin is retried with the rejoin backoff.
+
         ``timeout`` overrides the socket's default for this channel's join, pushes and leave.
         """
-        if timeout is ...:
-            core = self._core.channel(topic, params)
-        else:
-            core = self._core.channel(topic, params, timeout=timeout)
-        return Channel(core, self)
+        source = params if callable(params) else None
+        options: dict[str, Any] = {} if timeout is ... else {"timeout": timeout}
+        core = self._core.channel(
+            topic, None if source else params, params_on_demand=source is not None, **options
+        )
+        return Channel(core, self, source)
 
     async def wait_connected(self) -> None:
-        """Wait until the socket is connected.
+        """Wait until the socket is connected (after ``disconnect()``: until ``connect()``).
 
         Raises:
             SocketClosed: the socket is closed, or the reconnect policy gave up.
@@ -244,7 +268,7 @@ class Socket:
         with self._timeout_tells_why(deadline):
             await trio.lowlevel.checkpoint()
             while not self._core.connected:
-                if self._core.state in (SocketState.CLOSED, SocketState.DISCONNECTED):
+                if self._closed_for_good() or self._gave_up():
                     raise SocketClosed(f"the socket is {self._core.state.value}") from (
                         self._failure
                     )
@@ -265,6 +289,74 @@ class Socket:
                 f"last attempt: {error}",
                 error,
             ) from error
+
+    async def disconnect(self) -> None:
+        """Close the connection with code 1000 and stay disconnected until ``connect()``
+        (phoenix.js ``socket.disconnect()``); an attempt to connect or a reconnect backoff under
+        way is abandoned.
+
+        Channels stay: their state shows they are not joined (``errored``) and they rejoin on
+        the next connection; pushes and joins made meanwhile wait in the buffer with their
+        timeouts running, as during a reconnect, and pushes awaiting a reply fail with
+        ``ReplyLost``. The lifecycle stream shows `DisconnectRequested`, then the channels'
+        `ChannelErrored` and `Disconnected` (code 1000, reason ``"disconnect"``).
+
+        Returns once the connection is closed (the closing handshake is bounded by
+        ``close_timeout``). Like ``aclose``, it disconnects even when cancelled; calling it
+        again does nothing.
+
+        Raises:
+            SocketClosed: the socket is closed.
+        """
+        check_trio_token(self._trio_token, "Socket.disconnect()")
+        core = self._core
+        core.disconnect(trio.current_time())
+        self._pump()
+        self._state_changed.fire()
+        await trio.lowlevel.checkpoint()
+        while self._transport is not None and self._closing is None and core.disconnect_requested:
+            await self._state_changed.wait()
+
+    async def connect(self) -> None:
+        """Connect now (phoenix.js ``socket.connect()``) and wait for the connection: resumes
+        a socket after ``disconnect()`` (its channels rejoin), or skips the rest of a
+        reconnect backoff. The reconnect schedule starts over. While connecting or connected,
+        it only waits for the connection.
+
+        Failed attempts are retried with the reconnect backoff; bound the wait with
+        ``trio.fail_after`` (``ConnectTimeout`` then says why the last attempt failed).
+        Cancelling the wait does not stop the connecting (``disconnect()`` does).
+
+        Raises:
+            SocketClosed: the socket is closed (or closes while waiting).
+        """
+        check_trio_token(self._trio_token, "Socket.connect()")
+        self._core.connect(trio.current_time())
+        self._pump()
+        await self.wait_connected()
+
+    async def reconnect(self) -> None:
+        """Drop the current connection now and connect again at once, without backoff (after
+        a network change, say); wait for the new connection. An attempt to connect under way
+        is abandoned and started afresh; channels rejoin on the new connection, pushes
+        awaiting a reply fail with ``ReplyLost``. The lifecycle stream shows `Disconnected`
+        (code 1000, reason ``"reconnect"``) then `Connected`.
+
+        After ``disconnect()`` it does nothing and returns at once: only ``connect()``
+        resumes a socket the application disconnected. Cancelling the wait does not stop the
+        reconnect.
+
+        Raises:
+            SocketClosed: the socket is closed (or closes while waiting).
+        """
+        check_trio_token(self._trio_token, "Socket.reconnect()")
+        core = self._core
+        core.reconnect(trio.current_time())
+        self._pump()
+        if core.disconnect_requested:
+            await trio.lowlevel.checkpoint()
+            return
+        await self.wait_connected()
 
     async def ping(self) -> float:
         """Send a heartbeat now and return the round trip in seconds (waits to be connected).
@@ -362,6 +454,8 @@ class Socket:
                 case JoinFailed():
                     _owner(event.channel)._join_failed(event.status, event.response)
                     logger.info("join of %r refused: %r", event.channel.topic, event.response)
+                case JoinParamsNeeded():
+                    _owner(event.channel)._params_needed(event.ref)
                 case ChannelErrored():
                     _owner(event.channel)._errored()
                     logger.info("channel %r errored: %r", event.topic, event.payload)
@@ -380,7 +474,15 @@ class Socket:
                 case CloseTransport():
                     logger.warning("heartbeat timeout; closing the connection and reconnecting")
                     self._emit(life.HeartbeatTimeout())
-                    self._abort_connection(event.code, event.reason)
+                    self._abort_connection(event.code, event.reason, 0.1)
+                case DropConnection():
+                    logger.info("dropping the connection on request (%s)", event.reason)
+                    if self._attempt_scope is not None:
+                        self._attempt_scope.cancel()
+                    grace = self._close_timeout if event.graceful else 0.1
+                    self._abort_connection(event.code, event.reason, grace)
+                case DisconnectRequested():
+                    self._emit(event)
                 case PingReplied():
                     if self._choice.ping_answered(event.ref) and self._connection_scope:
                         self._connection_scope.deadline = math.inf  # the WebSocket passed
@@ -422,8 +524,10 @@ class Socket:
         for subscription in self._lifecycle:
             subscription.offer(event)
 
-    def _abort_connection(self, code: int, reason: str) -> None:
-        self._abort_reason = (code, reason)
+    def _abort_connection(self, code: int, reason: str, grace: float) -> None:
+        """Close the current connection with ``code``, waiting ``grace`` seconds at most for
+        the server's close (a dead peer will not answer)."""
+        self._abort_reason = (code, reason, grace)
         if self._connection_scope is not None:
             self._connection_scope.cancel()
 
@@ -488,7 +592,11 @@ class Socket:
         core schedules; report started once the first connection is open."""
         core = self._core
         started = False
-        while not self._closed_for_good():
+        while True:
+            while not (self._closed_for_good() or core.connect_due):
+                await self._state_changed.wait()
+            if self._closed_for_good():
+                break
             core.connection_started(trio.current_time())
             self._state_changed.fire()
             transport = await self._open(first=not started)
@@ -513,13 +621,11 @@ class Socket:
                 core.connection_lost(trio.current_time(), code)
                 self._pump()
                 self._state_changed.fire()
-            if core.state is SocketState.DISCONNECTED:
+            if self._gave_up():
                 logger.warning("the reconnect policy gave up; the socket is closed")
                 core.close()
                 self._pump()
                 self._state_changed.fire()
-            while not (self._closed_for_good() or core.reconnect_due):
-                await self._state_changed.wait()
         if not started and task_status is not trio.TASK_STATUS_IGNORED:
             # open_socket is still waiting for the first connection: tell it why none came.
             raise self._last_error or SocketClosed("the socket was closed before it connected")
@@ -527,10 +633,31 @@ class Socket:
     def _closed_for_good(self) -> bool:
         return self._core.state is SocketState.CLOSED
 
+    def _gave_up(self) -> bool:
+        """Whether the core stopped reconnecting on its own (not on ``disconnect()``): the
+        socket is then closed at once."""
+        core = self._core
+        return core.state is SocketState.DISCONNECTED and not core.disconnect_requested
+
     async def _open(self, *, first: bool) -> AnyTransport | None:
-        """Open a transport, or report the failure to the core and return ``None``."""
+        """Open a transport, or report the failure to the core and return ``None`` (also when
+        the application dropped the attempt: ``disconnect()``, ``reconnect()``)."""
+        transport = None
+        with trio.CancelScope() as self._attempt_scope:
+            try:
+                transport = await self._attempt(first=first)
+            finally:
+                self._attempt_scope = None
+        if transport is not None and self._core.state is not SocketState.CONNECTING:
+            with trio.CancelScope(shield=True):  # dropped just as it opened
+                await transport.abort()
+            return None
+        return transport
+
+    async def _attempt(self, *, first: bool) -> AnyTransport | None:
         try:
             token = await evaluate(self._auth_token)  # once per attempt, for either transport
+            self._url = await resolve_url(self._url_source)
             url, subprotocols = await connect_args(
                 self._url, self._params, token, self._core.serializer.vsn
             )
@@ -547,6 +674,8 @@ class Socket:
                 if isinstance(exc, ConnectError)
                 else ConnectError(f"connecting to {redact_url(self._url)} timed out")
             )
+            if self._core.state is not SocketState.CONNECTING:
+                return None  # the application dropped the attempt as it failed
             if first and is_permanent(error):
                 raise error from error.__cause__
             logger.warning("%s", error)
@@ -578,10 +707,11 @@ class Socket:
                 # The fresh WebSocket did not answer its ping in time.
                 self._core.cancel_ping(unanswered)
                 self._choice.fall_back(None)
-                self._abort_reason = (1001, "falling back to LongPoll")
-            # Aborted by the core (heartbeat timeout): close without waiting on a dead peer.
-            code, reason = self._aborted_with()
-            with trio.move_on_after(0.1):  # a dead peer will not answer the close
+                self._abort_reason = (1001, "falling back to LongPoll", 0.1)
+            # Aborted by the core (heartbeat timeout: without waiting on a dead peer) or on
+            # request (disconnect(), reconnect()).
+            code, reason, grace = self._abort_reason or (1000, "", 0.1)
+            with trio.move_on_after(grace):
                 await transport.aclose(code, reason)
             return code, reason
         finally:
@@ -590,9 +720,6 @@ class Socket:
                 self._transport = None
                 with trio.CancelScope(shield=True):
                     await transport.abort()
-
-    def _aborted_with(self) -> tuple[int, str]:
-        return self._abort_reason or (1000, "")
 
     async def _read(self, transport: AnyTransport) -> None:
         core = self._core

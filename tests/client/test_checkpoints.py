@@ -49,6 +49,20 @@ async def test_socket_calls_checkpoint_on_their_fast_paths(
                     await checkpoints(socket.wait_connected)
 
 
+async def test_connection_control_checkpoints_on_its_fast_paths(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_socket(phoenix_server.url) as socket:
+            await checkpoints(socket.connect)  # already connected
+            await checkpoints(socket.reconnect)
+            await checkpoints(socket.disconnect)
+            await checkpoints(socket.disconnect)  # again: already disconnected
+            await checkpoints(socket.reconnect)  # does nothing after disconnect()
+            await checkpoints(socket.connect)
+            assert socket.state is SocketState.CONNECTED
+
+
 async def test_channel_calls_checkpoint_on_their_fast_paths(
     phoenix_server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:
@@ -154,6 +168,9 @@ def test_every_public_async_method_is_covered() -> None:
         "Socket.wait_connected",
         "Socket.ping",
         "Socket.aclose",
+        "Socket.disconnect",
+        "Socket.connect",
+        "Socket.reconnect",
         "Channel.join",
         "Channel.leave",
         "Channel.wait_joined",

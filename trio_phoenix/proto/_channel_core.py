@@ -59,6 +59,7 @@ class ChannelOwner(Protocol):
     def _join_failed(self, status: str, response: Any) -> None: ...
     def _errored(self) -> None: ...
     def _ended(self, reason: CloseReason, payload: Any) -> None: ...
+    def _params_needed(self, ref: str) -> None: ...
     async def leave(self) -> None: ...
 
 
@@ -92,7 +93,9 @@ class SocketState(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     WAITING = "waiting"  # disconnected; a reconnect is scheduled
-    DISCONNECTED = "disconnected"  # disconnected; the reconnect policy gave up
+    # Disconnected and not reconnecting: the application called disconnect() (connect()
+    # resumes), or the reconnect policy gave up (a Trio socket then closes).
+    DISCONNECTED = "disconnected"
     CLOSED = "closed"  # closed by the application, for good
 
 
@@ -134,7 +137,7 @@ class Push:
 class ChannelCommands(Protocol):
     """The socket core's commands for one channel (``SocketCore`` has them)."""
 
-    def join(self, channel: ChannelCore, now: float) -> Push: ...
+    def join(self, channel: ChannelCore, now: float, *, params: Any = UNSET) -> Push: ...
     def leave(self, channel: ChannelCore, now: float) -> Push | None: ...
     def push(
         self,
@@ -146,6 +149,10 @@ class ChannelCommands(Protocol):
         timeout: float | Unset | None = UNSET,
     ) -> Push: ...
     def cancel_push(self, push: Push) -> None: ...
+    def params_ready(self, channel: ChannelCore, ref: str, params: Any, now: float) -> None: ...
+    def params_failed(
+        self, channel: ChannelCore, ref: str, error: BaseException, now: float
+    ) -> None: ...
 
 
 @attrs.define(eq=False, repr=False)
@@ -155,6 +162,10 @@ class ChannelCore:
     Where the channel stands is ``state`` (moved only by the transition table); the one fact
     the table cannot hold is ``joined_once`` (a first join and a rejoin both are
     ``joining``). Whether ``join`` was called and whether the channel ended are derived.
+
+    With ``params_on_demand`` the I/O layer supplies the params of every join: those given to
+    ``join`` are used for the first join frame, and each later one waits for a
+    ``JoinParamsNeeded`` request (``params_ref``) to be answered.
     """
 
     topic: str
@@ -172,6 +183,9 @@ class ChannelCore:
     buffer: list[Push] = attrs.Factory(list)
     pending: dict[str, Push] = attrs.Factory(dict)
     owner: ChannelOwner | None = None
+    params_on_demand: bool = False
+    params_fresh: bool = False  # the params were supplied for the next join frame
+    params_ref: str | None = None  # the JoinParamsNeeded request being answered
 
     @property
     def join_called(self) -> bool:
@@ -183,9 +197,9 @@ class ChannelCore:
         """Whether the channel was joined and is now closed for good."""
         return self.state is ChannelState.CLOSED and self.join_push is not None
 
-    def join(self, now: float) -> Push:
+    def join(self, now: float, *, params: Any = UNSET) -> Push:
         """``SocketCore.join`` of this channel."""
-        return self.rules.join(self, now)
+        return self.rules.join(self, now, params=params)
 
     def leave(self, now: float) -> Push | None:
         """``SocketCore.leave`` of this channel."""
@@ -200,6 +214,14 @@ class ChannelCore:
     def cancel_push(self, push: Push) -> None:
         """``SocketCore.cancel_push`` of a push on this channel."""
         self.rules.cancel_push(push)
+
+    def params_ready(self, ref: str, params: Any, now: float) -> None:
+        """``SocketCore.params_ready`` for this channel."""
+        self.rules.params_ready(self, ref, params, now)
+
+    def params_failed(self, ref: str, error: BaseException, now: float) -> None:
+        """``SocketCore.params_failed`` for this channel."""
+        self.rules.params_failed(self, ref, error, now)
 
     def __repr__(self) -> str:
         state = self.state.value

@@ -33,6 +33,7 @@ from ._events import (
     Event,
     FrameDropped,
     JoinFailed,
+    JoinParamsNeeded,
     PushFailed,
     PushReplied,
     PushTimedOut,
@@ -70,9 +71,18 @@ class ChannelRules:
     # -- channel commands ----------------------------------------------------------------
 
     def channel(
-        self, topic: str, params: Any = None, *, timeout: float | Unset | None = UNSET
+        self,
+        topic: str,
+        params: Any = None,
+        *,
+        timeout: float | Unset | None = UNSET,
+        params_on_demand: bool = False,
     ) -> ChannelCore:
-        """Create a channel for ``topic``; it is registered with the socket when joined."""
+        """Create a channel for ``topic``; it is registered with the socket when joined.
+
+        With ``params_on_demand`` the I/O layer gives the params of the first join to
+        ``join(params=...)`` and answers a ``JoinParamsNeeded`` event before every later join
+        frame (phoenix.js accepts a function for the params)."""
         if not isinstance(topic, str):
             raise TypeError(f"topic must be a string, got {type(topic).__name__}")
         channel_timeout = self.timeout if timeout is UNSET else check_timeout(timeout)
@@ -83,12 +93,15 @@ class ChannelRules:
             rejoin_backoff=Backoff(self.rejoin_after),
             rejoin_timer=Timer(lambda now: None),
             rules=self,
+            params_on_demand=params_on_demand,
         )
         channel.rejoin_timer.callback = lambda now: self._rejoin_due(channel, now)
         return channel
 
-    def join(self, channel: ChannelCore, now: float) -> Push:
+    def join(self, channel: ChannelCore, now: float, *, params: Any = UNSET) -> Push:
         """Join ``channel``: sent now if connected, else as soon as the connection opens.
+        ``params`` replaces the channel's params (for the first join frame, with
+        ``params_on_demand``).
 
         Raises:
             LocalProtocolError: the channel was already joined once, or another channel
@@ -110,9 +123,12 @@ class ChannelRules:
                 f"topic {topic!r} already has a {other.state.value} channel on this socket; "
                 "leave it before joining the topic again"
             )
-        self.serializer.encode(
-            Message(join_ref="0", ref="0", topic=topic, event=PHX_JOIN, payload=channel.params)
-        )
+        if params is not UNSET:
+            self._check_params(channel, params)
+            channel.params = params
+            channel.params_fresh = True
+        else:
+            self._check_params(channel, channel.params)
         if other is not None:  # still leaving: stop waiting for its leave reply
             self._end_channel(other, ChannelEvent.LEAVE_DONE, CloseReason.LEFT)
         channel.state = next_state(channel.state, ChannelEvent.JOIN)
@@ -236,6 +252,51 @@ class ChannelRules:
         else:
             del channel.pending[push.ref]
 
+    def params_ready(self, channel: ChannelCore, ref: str, params: Any, now: float) -> None:
+        """The I/O layer's answer to ``JoinParamsNeeded(channel, ref)``: send the join with
+        ``params``. An answer the channel no longer waits for (it errored, left, closed or
+        timed out meanwhile) is ignored; params that cannot be encoded fail the join as
+        ``params_failed`` does."""
+        if channel.params_ref != ref:
+            return
+        try:
+            self._check_params(channel, params)
+        except EncodeError as exc:
+            self.params_failed(channel, ref, exc, now)
+            return
+        channel.params_ref = None
+        channel.params = params
+        channel.params_fresh = True
+        self._write_join(channel)
+
+    def params_failed(
+        self, channel: ChannelCore, ref: str, error: BaseException, now: float
+    ) -> None:
+        """The params of ``JoinParamsNeeded(channel, ref)`` could not be had (the callable
+        raised): a rejoin errors again (``ChannelErrored`` with ``{"source": "client",
+        "reason": "params_error", "error": error}``) and is retried with the rejoin backoff; a
+        first join (resent after a connection loss) ends the channel (``join_failed``)."""
+        if channel.params_ref != ref:
+            return
+        channel.params_ref = None
+        join_push = channel.join_push
+        assert join_push is not None
+        self._timers.cancel(join_push.timer)
+        payload = {"source": "client", "reason": "params_error", "error": error}
+        if not channel.joined_once:
+            self._end_channel(
+                channel, ChannelEvent.CLOSE, CloseReason.JOIN_FAILED, payload=payload
+            )
+            return
+        channel.state = next_state(channel.state, ChannelEvent.JOIN_ERROR)
+        self._events.append(ChannelErrored(channel.topic, payload, channel=channel))
+        self._schedule_rejoin(channel, now)
+
+    def _check_params(self, channel: ChannelCore, params: Any) -> None:
+        self.serializer.encode(
+            Message(join_ref="0", ref="0", topic=channel.topic, event=PHX_JOIN, payload=params)
+        )
+
     def _drop(self, reason: str, message: Message) -> None:
         self._counters.dropped_messages += 1
         self._events.append(FrameDropped(reason, message))
@@ -317,12 +378,24 @@ class ChannelRules:
     def _send_join(self, channel: ChannelCore, now: float) -> None:
         push = channel.join_push
         assert push is not None
+        if channel.joined_once and channel.timeout is not None:
+            self._timers.schedule(push.timer, now + channel.timeout)
+        if channel.params_on_demand and not channel.params_fresh:
+            # Ask the I/O layer for this join's params; the join is sent with its answer.
+            channel.join_ref = None
+            ref = channel.params_ref = self.make_ref()
+            self._events.append(JoinParamsNeeded(channel, ref))
+            return
+        self._write_join(channel)
+
+    def _write_join(self, channel: ChannelCore) -> None:
+        push = channel.join_push
+        assert push is not None
+        channel.params_fresh = False
         ref = self.make_ref()
         push.ref = ref
         channel.join_ref = ref
         channel.pending[ref] = push
-        if channel.joined_once and channel.timeout is not None:
-            self._timers.schedule(push.timer, now + channel.timeout)
         self._send(
             Message(
                 join_ref=ref, ref=ref, topic=channel.topic, event=PHX_JOIN, payload=channel.params
@@ -330,9 +403,11 @@ class ChannelRules:
         )
 
     def _reset_join_push(self, channel: ChannelCore, *, keep_deadline: bool) -> None:
-        """Forget the join in flight: its reply, if it ever comes, will be ignored."""
+        """Forget the join in flight: its reply, if it ever comes, will be ignored (and the
+        answer to its params request, if it was waiting for one)."""
         push = channel.join_push
         assert push is not None
+        channel.params_ref = None
         if push.ref is not None:
             channel.pending.pop(push.ref, None)
             push.ref = None
@@ -412,6 +487,7 @@ class ChannelRules:
             self._end_channel(channel, ChannelEvent.LEAVE_DONE, CloseReason.LEFT)
 
     def _join_timed_out(self, channel: ChannelCore, now: float) -> None:
+        channel.params_ref = None
         join_ref = channel.join_ref
         if join_ref is not None:
             # Tell the server to drop a join it may still be processing (phoenix.js does too);
@@ -448,6 +524,7 @@ class ChannelRules:
     ) -> None:
         channel.state = next_state(channel.state, event)
         channel.close_reason = reason
+        channel.params_ref = None
         # next_state() let only a live channel through, and a live channel is the one
         # registered for its topic.
         removed = self._channels.pop(channel.topic)

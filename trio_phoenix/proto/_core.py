@@ -56,6 +56,8 @@ from ._channel_state import ChannelEvent, ChannelState, next_state
 from ._errors import LocalProtocolError, RemoteProtocolError, SocketClosed
 from ._events import (
     CloseTransport,
+    DisconnectRequested,
+    DropConnection,
     Event,
     FrameDropped,
     MessageReceived,
@@ -148,6 +150,7 @@ class SocketCore(ChannelRules):
         self._timers = TimerQueue()
         self._reconnect_after = reconnect_after
         self._reconnect_tries = 0
+        self._disconnect_requested = False
         self._opened_at: float | None = None
         self._reconnect_timer = Timer(self._reconnect_due)
         self._heartbeat_timer = Timer(self._heartbeat_tick)
@@ -169,6 +172,18 @@ class SocketCore(ChannelRules):
         """Whether a reconnect was scheduled and its time has come (``ReconnectDue`` was
         emitted and no connection was started since)."""
         return self._state is SocketState.WAITING and self._reconnect_timer.deadline is None
+
+    @property
+    def connect_due(self) -> bool:
+        """Whether the I/O layer should start a connection now: the first one (``idle``), or a
+        reconnect whose time has come (``reconnect_due``)."""
+        return self._state is SocketState.IDLE or self.reconnect_due
+
+    @property
+    def disconnect_requested(self) -> bool:
+        """Whether the socket is ``disconnected`` because the application asked
+        (``disconnect()``), rather than because the reconnect policy gave up."""
+        return self._disconnect_requested
 
     @property
     def connected(self) -> bool:
@@ -234,6 +249,7 @@ class SocketCore(ChannelRules):
         if self._state is SocketState.CONNECTING or self._state is SocketState.CONNECTED:
             raise LocalProtocolError(f"cannot start connecting while {self._state.value}")
         self._timers.cancel(self._reconnect_timer)
+        self._disconnect_requested = False
         self._state = SocketState.CONNECTING
 
     def connection_opened(self, now: float) -> None:
@@ -272,7 +288,7 @@ class SocketCore(ChannelRules):
         """
         if self._state is not SocketState.CONNECTED:
             return
-        self._disconnect(now, "connection_closed")
+        self._disconnect(now, "transport", "connection_closed")
         if code == 1000 and not self.reconnect_on_clean_close:
             self._state = SocketState.DISCONNECTED
         else:
@@ -299,7 +315,77 @@ class SocketCore(ChannelRules):
                 failure=PushFailure.SOCKET_CLOSED,
             )
 
-    def _disconnect(self, now: float, reason: str) -> None:
+    # -- connection control by the application -------------------------------------------
+
+    def disconnect(self, now: float) -> None:
+        """The application disconnects (phoenix.js ``socket.disconnect()``): the connection is
+        dropped (``DropConnection(1000, "disconnect")``) or the attempt in flight abandoned,
+        and no reconnect follows until ``connect()``. Channels stay: joined ones error (payload
+        ``{"source": "client", "reason": "disconnect"}``) and rejoin on the next connection;
+        buffered pushes and joins wait with their timeouts running; pushes awaiting a reply
+        fail (their reply cannot come). Does nothing if already disconnected on request.
+
+        Raises:
+            SocketClosed: the socket is closed.
+        """
+        state = self._check_open("disconnect")
+        if self._disconnect_requested:
+            return
+        self._events.append(DisconnectRequested())
+        if state is SocketState.CONNECTING or state is SocketState.CONNECTED:
+            self._events.append(DropConnection(1000, "disconnect", graceful=True))
+        if state is SocketState.CONNECTED:
+            self._disconnect(now, "client", "disconnect")
+        self._timers.cancel(self._reconnect_timer)
+        self._reconnect_tries = 0
+        self._disconnect_requested = True
+        self._state = SocketState.DISCONNECTED
+
+    def connect(self, now: float) -> None:
+        """The application asks for a connection now (phoenix.js ``socket.connect()``): after
+        ``disconnect()``, or to skip the rest of a reconnect backoff. ``ReconnectDue`` follows
+        at once and the reconnect schedule starts over. Does nothing while connecting or
+        connected (or ``idle``: the first connection is about to start).
+
+        Raises:
+            SocketClosed: the socket is closed.
+        """
+        state = self._check_open("connect")
+        if state is SocketState.WAITING or state is SocketState.DISCONNECTED:
+            self._connect_now()
+
+    def reconnect(self, now: float) -> None:
+        """The application drops the current connection and reconnects at once (after a
+        network change): the connection is dropped (``DropConnection(1000, "reconnect")``) or
+        the attempt in flight abandoned, and ``ReconnectDue`` follows at once; channels rejoin
+        on the new connection. Does nothing after ``disconnect()`` (``connect()`` resumes) or
+        while ``idle``.
+
+        Raises:
+            SocketClosed: the socket is closed.
+        """
+        state = self._check_open("reconnect")
+        if self._disconnect_requested or state is SocketState.IDLE:
+            return
+        if state is SocketState.CONNECTING or state is SocketState.CONNECTED:
+            self._events.append(DropConnection(1000, "reconnect", graceful=False))
+        if state is SocketState.CONNECTED:
+            self._disconnect(now, "client", "reconnect")
+        self._connect_now()
+
+    def _check_open(self, command: str) -> SocketState:
+        if self._state is SocketState.CLOSED:
+            raise SocketClosed(f"cannot {command}: the socket is closed")
+        return self._state
+
+    def _connect_now(self) -> None:
+        self._timers.cancel(self._reconnect_timer)
+        self._disconnect_requested = False
+        self._reconnect_tries = 0
+        self._state = SocketState.WAITING  # with no timer: the reconnect is due
+        self._events.append(ReconnectDue())
+
+    def _disconnect(self, now: float, source: str, reason: str) -> None:
         self._counters.disconnects += 1
         opened_at, self._opened_at = self._opened_at, None
         if opened_at is not None and now - opened_at >= STABLE_CONNECTION:
@@ -311,7 +397,7 @@ class SocketCore(ChannelRules):
         self._lose_pings()
         self._left.clear()
         self._outbox = []
-        payload = {"source": "transport", "reason": reason}
+        payload = {"source": source, "reason": reason}
         for channel in list(self._channels.values()):
             state = channel.state
             if state is ChannelState.JOINING or state is ChannelState.JOINED:
@@ -348,7 +434,7 @@ class SocketCore(ChannelRules):
             # The previous heartbeat was never answered: the connection is dead or stalled.
             self._counters.heartbeat_timeouts += 1
             self._events.append(CloseTransport(1000, "heartbeat timeout"))
-            self._disconnect(now, "heartbeat_timeout")
+            self._disconnect(now, "transport", "heartbeat_timeout")
             self._schedule_reconnect(now)
             return
         ref = self.make_ref()

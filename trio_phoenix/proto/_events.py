@@ -4,10 +4,10 @@ The core never calls out: every consequence of a frame, a timer or a command tha
 layer must act on (wake a waiting push, feed subscribers, open or close the transport) comes
 back as one of these values, in order, from ``SocketCore.events()``.
 
-Five of them are also public lifecycle events (``ChannelJoined``, ``ChannelErrored``,
-``ChannelEnded``, ``RejoinScheduled``, ``ReconnectScheduled``): the Trio layer hands them to
-``socket.lifecycle()`` subscribers as they are, with their ``channel`` (the core's, which
-only the I/O layer needs) set to ``None``.
+Six of them are also public lifecycle events (``ChannelJoined``, ``ChannelErrored``,
+``ChannelEnded``, ``RejoinScheduled``, ``ReconnectScheduled``, ``DisconnectRequested``): the
+Trio layer hands them to ``socket.lifecycle()`` subscribers as they are, with their
+``channel`` (the core's, which only the I/O layer needs) set to ``None``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ __all__ = [
     "ChannelErrored",
     "ChannelJoined",
     "CloseTransport",
+    "DisconnectRequested",
+    "DropConnection",
     "Event",
     "FrameDropped",
     "JoinFailed",
+    "JoinParamsNeeded",
     "MessageReceived",
     "PingLost",
     "PingReplied",
@@ -105,6 +108,16 @@ class JoinFailed:
 
 
 @attrs.frozen
+class JoinParamsNeeded:
+    """A channel whose params are evaluated per join (``params_on_demand``) is about to
+    rejoin: the I/O layer evaluates them and answers ``ChannelCore.params_ready(ref, ...)`` (or
+    ``params_failed``); the join is sent then. The rejoin's timeout is already running."""
+
+    channel: ChannelCore
+    ref: str
+
+
+@attrs.frozen
 class ChannelErrored:
     """A channel errored and will rejoin. ``payload`` is the server's ``phx_error`` payload, or
     ``{"source": "transport", "reason": ...}`` when the connection was lost (``"client"``
@@ -162,6 +175,24 @@ class CloseTransport:
 
 
 @attrs.frozen
+class DropConnection:
+    """The application asked to drop the connection (``disconnect()``, ``reconnect()``): close
+    the open transport with ``code`` and ``reason``, or abandon the attempt in flight."""
+
+    code: int
+    reason: str
+    #: Whether to wait for the server's close (within the close timeout); false when a new
+    #: connection is wanted at once (the old one may be dead after a network change).
+    graceful: bool
+
+
+@attrs.frozen
+class DisconnectRequested:
+    """The application called ``disconnect()``: the connection (if any) closes with 1000 and
+    the socket stays disconnected, its channels waiting to rejoin, until ``connect()``."""
+
+
+@attrs.frozen
 class PingReplied:
     """The server answered ``socket.ping()``: ``rtt`` seconds after it was sent."""
 
@@ -201,12 +232,15 @@ Event = (
     | PushFailed
     | ChannelJoined
     | JoinFailed
+    | JoinParamsNeeded
     | ChannelErrored
     | ChannelEnded
     | RejoinScheduled
     | ReconnectScheduled
     | ReconnectDue
     | CloseTransport
+    | DropConnection
+    | DisconnectRequested
     | PingReplied
     | PingLost
     | FrameDropped
