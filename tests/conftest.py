@@ -43,6 +43,7 @@ CLIENT_TEST_MODULES = frozenset(
         "test_socket",
         "test_channel",
         "test_subscription",
+        "test_backpressure",
         "test_presence_view",
         "test_transport",
         "test_lifecycle",

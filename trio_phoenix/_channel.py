@@ -142,6 +142,7 @@ class Channel:
         except trio.Cancelled:
             # Leave even if the ok reply came in after the cancellation was delivered: the
             # caller never learns that the join succeeded, so the channel must not stay joined.
+            self._release_reader()
             socket._core.leave(self._core, trio.current_time())
             socket._pump()
             raise
@@ -157,6 +158,7 @@ class Channel:
         check_trio_token(self._socket._trio_token, "Channel.leave()")
         await trio.lowlevel.checkpoint_if_cancelled()
         socket = self._socket
+        self._release_reader()
         socket._core.leave(self._core, trio.current_time())
         socket._pump()
         if self._core.state is ChannelState.CLOSED and not self._closed_waiter.is_set:
@@ -193,6 +195,7 @@ class Channel:
             # it (the reply or the channel's timeout ends it; closing the socket waits for it,
             # within the same close_timeout as the rest of its shutdown).
             socket = self._socket
+            self._release_reader()
             socket._core.leave(self._core, trio.current_time())
             socket._pump()
             return
@@ -254,10 +257,14 @@ class Channel:
         right after the join.
         The buffer holds at most ``max_buffer`` messages and ``max_buffer_bytes`` bytes (the
         sizes of the frames they came in; one message always fits in an empty buffer).
-        The reader never waits for a subscriber: when the buffer is full, ``overflow`` decides
-        (``"raise"``: the gap is reported by ``SubscriptionOverflow`` from ``receive()``;
-        ``"drop_oldest"``: the oldest buffered message is dropped). The stream ends when the
-        channel is left, or raises ``ChannelClosed`` when the server closes the channel.
+        When the buffer is full, ``overflow`` decides: ``"raise"`` (the reader does not wait;
+        the gap is reported by ``SubscriptionOverflow`` from ``receive()``), ``"drop_oldest"``
+        (the oldest buffered message is dropped) or ``"wait"`` (nothing is dropped: the socket
+        stops reading the connection until the consumer has made room, which also holds up
+        every other channel, replies and heartbeats of the socket; see
+        :doc:`howto/slow-consumers`). ``async for`` takes buffered messages without a task
+        switch (see `Subscription`). The stream ends when the channel is left, or raises
+        ``ChannelClosed`` when the server closes the channel.
 
         Example:
             async with channel.subscribe("new_msg") as messages:
@@ -268,7 +275,7 @@ class Channel:
         if self._core.state is ChannelState.CLOSED and self._core.join_called:
             raise ChannelClosed(self.topic, self._core.close_reason or "closed")
         subscription: Subscription[Message] = Subscription(
-            max_buffer, overflow, max_buffer_bytes=max_buffer_bytes
+            max_buffer, overflow, max_buffer_bytes=max_buffer_bytes, flow=self._socket._flow
         )
         entry = (frozenset(events) if events else None, subscription)
         self._subscriptions.append(entry)
@@ -315,6 +322,12 @@ class Channel:
             messages_dropped=self._closed_dropped
             + sum(sub.statistics().dropped for _, sub in self._subscriptions),
         )
+
+    def _release_reader(self) -> None:
+        """The channel is being left: its full ``"wait"`` subscriptions must not keep the
+        socket's reader from reading the reply."""
+        for _, subscription in self._subscriptions:
+            subscription.release()
 
     # -- called by the socket's event pump -------------------------------------------------
 

@@ -41,7 +41,7 @@ from ._options import (
     connect_args,
     is_permanent,
 )
-from ._subscription import OverflowPolicy, Subscription
+from ._subscription import Flow, OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
 from ._transport import Transport, TransportClosed, open_transport
 from .proto import (
@@ -178,6 +178,7 @@ class Socket:
         self._state_changed = Pulse()
         self._pings: dict[str, Waiter] = {}
         self._lifecycle: list[Subscription[life.LifecycleEvent]] = []
+        self._flow = Flow()  # the reader's pause between reads (see _subscription)
         self._closing = False
         self._closed = Waiter()
         self._last_error: ConnectError | None = None
@@ -299,6 +300,7 @@ class Socket:
             await self._closed.wait()
             return
         self._closing = True
+        self._flow.close()  # the replies to the leaves must get through
         # One deadline for every step: the leaves (also those already under way) and the
         # closing handshake.
         deadline = trio.current_time() + self._close_timeout
@@ -579,12 +581,19 @@ class Socket:
     async def _read(self, transport: Transport) -> None:
         core = self._core
         receive_batch = transport.receive_batch
+        flow = self._flow
+        step = flow.SLICE
         while True:
             frames = await receive_batch()
-            now = trio.current_time()
-            for frame in frames:
-                core.receive(frame, now)
-            self._pump()
+            for start in range(0, len(frames), step):
+                now = trio.current_time()
+                for frame in frames[start : start + step]:
+                    core.receive(frame, now)
+                self._pump()
+                if flow.delivered or flow.full:
+                    # Let the consumers run before routing more; wait while an
+                    # overflow="wait" subscription is full.
+                    await flow.pause()
 
     async def _write(self) -> None:
         """Send the core's frames on the current connection, all queued frames in one write.
