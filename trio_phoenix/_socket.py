@@ -344,6 +344,7 @@ class Socket:
     def _dispatch(self, event: object) -> None:
         if type(event) is PushReplied:
             resolve_push(event.push, "replied", event.status, event.response)
+            self._flow.delivered = True  # the reader pauses: the pusher may push again
         elif type(event) is PushTimedOut:
             resolve_push(event.push, "timeout", None, None)
         elif type(event) is PushFailed:

@@ -88,11 +88,13 @@ class Flow:
     __slots__ = ("_closed", "_room", "delivered", "full")
 
     #: The reader routes at most this many frames of a read between two pauses, so that a
-    #: consumer that keeps up never sees more than this many arrive at once.
-    SLICE: Final = 256
+    #: consumer that keeps up never sees more than this many arrive at once, and pushes woken
+    #: by replies send their next push while the reader goes on (pipelining, not lock-step).
+    SLICE: Final = 32
 
     def __init__(self) -> None:
-        #: Set by every message handed to a subscription; cleared by `pause`.
+        #: Set by every message handed to a subscription and every reply handed to a push;
+        #: cleared by `pause`.
         self.delivered = False
         #: How many "wait" subscriptions are full now.
         self.full = 0
