@@ -1,12 +1,15 @@
-"""The measured workloads, each written twice: with trio_phoenix and with raw trio-websocket.
+"""The measured workloads, each written twice: with trio_phoenix and with raw trio-websocket
+(inbound also with raw websockets, the asyncio library).
 
 The raw versions do the equivalent work by hand and nothing more: ``get_message`` +
 ``json.loads`` for every frame, ``json.dumps`` + ``send_message`` for every push, with
-trio-websocket's default buffers.
+trio-websocket's default buffers (websockets: ``recv()`` + ``json.loads``, its defaults but
+no compression, which the benchmark server does not offer anyway).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from contextlib import AbstractAsyncContextManager
@@ -216,3 +219,53 @@ async def channels_raw(port: int, count: int) -> float:
             pending.discard(reply[1])
         elapsed = time.perf_counter() - start
     return elapsed
+
+
+# -- the raw websockets (asyncio) baseline ----------------------------------------------------
+
+
+def inbound_websockets(port: int, count: int, size: int) -> float:
+    """Broadcasts per second through websockets' asyncio client: ``recv()`` + ``json.loads``."""
+    return asyncio.run(_inbound_websockets(port, count, size))
+
+
+async def _inbound_websockets(port: int, count: int, size: int) -> float:
+    import websockets.asyncio.client
+
+    async with websockets.asyncio.client.connect(raw_url(port), compression=None) as ws:
+        await ws.send(encode("1", "1", TOPIC, "phx_join", {}))
+        reply = _loads(await ws.recv())
+        if reply[4]["status"] != "ok":
+            raise RuntimeError(f"join refused: {reply!r}")
+        received = 0
+        start = time.perf_counter()
+        await ws.send(encode("1", "2", TOPIC, STREAM_EVENT, {"count": count, "size": size}))
+        recv = ws.recv
+        while received < count:
+            message = _loads(await recv())
+            if message[3] == BROADCAST_EVENT:
+                received += 1
+        elapsed = time.perf_counter() - start
+    return count / elapsed
+
+
+# -- a burst to a consumer, default options ---------------------------------------------------
+
+
+async def burst_phoenix(port: int, count: int) -> tuple[int, int]:
+    """(delivered, dropped) of ``count`` small broadcasts to an ``async for`` consumer of a
+    subscription with the default options (``max_buffer=1000``, ``overflow="raise"``)."""
+    async with _open_socket(port) as socket:
+        channel = socket.channel(TOPIC)
+        async with channel.subscribe(BROADCAST_EVENT) as messages, channel:
+            delivered = dropped = 0
+            await channel.push(STREAM_EVENT, {"count": count, "size": 0})
+            while delivered + dropped < count:
+                try:
+                    async for _message in messages:
+                        delivered += 1
+                        if delivered + dropped == count:
+                            break
+                except trio_phoenix.SubscriptionOverflow as gap:
+                    dropped += gap.dropped
+    return delivered, dropped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -23,6 +24,8 @@ class Row:
     #: The ratio (trio_phoenix / raw) to reach: a minimum if higher is better, else a maximum.
     target: float | None = None
     note: str = ""
+    #: The target bounds trio_phoenix's own median, not a ratio (the raw side is not run).
+    absolute: bool = False
 
     @property
     def phoenix_median(self) -> float:
@@ -36,6 +39,8 @@ class Row:
     def ratio(self) -> float:
         """The median of the per-run ratios: each run pairs trio_phoenix with the raw run
         measured next to it, so a machine that slows down mid-session shifts both."""
+        if self.absolute or not all(self.raw):
+            return math.nan
         return statistics.median(
             phoenix / raw for phoenix, raw in zip(self.phoenix, self.raw, strict=True)
         )
@@ -44,6 +49,9 @@ class Row:
     def met(self) -> bool | None:
         if self.target is None:
             return None
+        if self.absolute:
+            value = self.phoenix_median
+            return value >= self.target if self.higher_is_better else value <= self.target
         if self.higher_is_better:
             return self.ratio >= self.target
         return self.ratio <= self.target
@@ -66,6 +74,8 @@ class Row:
 
 
 def _number(value: float) -> str:
+    if value == 0:
+        return "0"
     if value >= 1000:
         return f"{value:,.0f}"
     if value >= 100:
@@ -93,15 +103,16 @@ def format_table(rows: Sequence[Row], baseline: str = "raw t-ws") -> str:
         if row.target is None:
             target, met = "-", "-"
         else:
-            target = f"{'>=' if row.higher_is_better else '<='} {row.target:.2f}x"
+            bound = f"{row.target:g}" if row.absolute else f"{row.target:.2f}x"
+            target = f"{'>=' if row.higher_is_better else '<='} {bound}"
             met = "yes" if row.met else "NO"
         lines.append(
             (
                 row.name,
                 row.unit,
                 _number(row.phoenix_median),
-                _number(row.raw_median),
-                f"{row.ratio:.2f}x",
+                "-" if row.absolute else _number(row.raw_median),
+                "-" if math.isnan(row.ratio) else f"{row.ratio:.2f}x",
                 "higher" if row.higher_is_better else "lower",
                 target,
                 met,

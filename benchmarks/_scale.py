@@ -1,4 +1,5 @@
-"""Many sockets in one process: connect + join time, memory per socket, idle CPU.
+"""Many sockets in one process: connect + join time, memory per socket, idle CPU, and the
+time to close them all at once.
 
 Run one variant per fresh process (``python -m benchmarks._scale phoenix PORT N ...``) so
 neither variant's allocations count against the other; it prints one JSON line.
@@ -39,11 +40,14 @@ async def _open_phoenix(
 
 async def _raw_heartbeats(ws: Any, heartbeat: float) -> None:
     ref = 1
-    while True:
-        await trio.sleep(heartbeat)
-        ref += 1
-        await ws.send_message(encode(None, str(ref), "phoenix", "heartbeat", {}))
-        json.loads(await ws.get_message())
+    try:
+        while True:
+            await trio.sleep(heartbeat)
+            ref += 1
+            await ws.send_message(encode(None, str(ref), "phoenix", "heartbeat", {}))
+            json.loads(await ws.get_message())
+    except trio_websocket.ConnectionClosed:
+        return  # closed by the benchmark
 
 
 async def _open_raw(nursery: trio.Nursery, port: int, heartbeat: float, keep: list[Any]) -> None:
@@ -81,9 +85,15 @@ async def _measure(variant: str, port: int, sockets: int, heartbeat: float, idle
         await trio.sleep(idle)
         cpu_used = cpu_seconds() - cpu_before
         wall = time.perf_counter() - wall_before
+        start = time.perf_counter()
+        async with trio.open_nursery() as closing:
+            for kept in keep:
+                closing.start_soon(kept[0].aclose if variant == "phoenix" else kept.aclose)
+        close_seconds = time.perf_counter() - start
         result = {
             "sockets": len(keep),
             "connect_seconds": connect_seconds,
+            "close_seconds": close_seconds,
             "bytes_per_socket": (rss_after - rss_before) / sockets,
             "idle_cpu_percent": 100.0 * cpu_used / wall,
         }

@@ -52,6 +52,7 @@ CLIENT_TEST_MODULES = frozenset(
         "tests.client.test_connection_control",
         "tests.client.test_channel_params",
         "tests.client.test_url_callable",
+        "tests.client.test_backpressure",
     }
 )
 

@@ -22,7 +22,7 @@ import trio
 from ._options import check_trio_token, evaluate
 from ._outcomes import closed_error, join_error, refused_error, stream_error
 from ._presence import Presence
-from ._subscription import DEFAULT_MAX_BUFFER_BYTES, OverflowPolicy, Subscription
+from ._subscription import DEFAULT_MAX_BUFFER_BYTES, Flow, OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
 from .proto import ChannelCore, ChannelState, CloseReason, Message
 from .proto._limits import BufferBound
@@ -55,11 +55,12 @@ _DEFAULT_LISTENERS: Final[dict[str, Presence]] = {}
 class SocketLink(Protocol):
     """What a channel needs from its socket (the socket module imports this one, never the
     other way round): its Trio token, its close timeout, and a pump to run after every
-    command given to the core."""
+    command given to the core; its reader's ``Flow``."""
 
     _trio_token: trio.lowlevel.TrioToken
     _close_timeout: float
     _nursery: trio.Nursery | None
+    _flow: Flow
 
     def _pump(self) -> None: ...
 
@@ -174,6 +175,7 @@ class Channel:
         except trio.Cancelled:
             # Leave even if the ok reply came in after the cancellation was delivered: the
             # caller never learns that the join succeeded, so the channel must not stay joined.
+            self._release_reader()
             self._core.leave(trio.current_time())
             self._socket._pump()
             raise
@@ -189,6 +191,7 @@ class Channel:
         check_trio_token(self._socket._trio_token, "Channel.leave()")
         await trio.lowlevel.checkpoint_if_cancelled()
         core = self._core
+        self._release_reader()
         core.leave(trio.current_time())
         self._socket._pump()
         if not core.join_called:
@@ -227,6 +230,7 @@ class Channel:
             # The block failed or is being cancelled: send the leave and let the socket finish
             # it (the reply or the channel's timeout ends it; closing the socket waits for it,
             # within the same close_timeout as the rest of its shutdown).
+            self._release_reader()
             self._core.leave(trio.current_time())
             self._socket._pump()
             return
@@ -285,10 +289,14 @@ class Channel:
         right after the join.
         The buffer holds at most ``max_buffer`` messages and ``max_buffer_bytes`` bytes (the
         sizes of the frames they came in; one message always fits in an empty buffer).
-        The reader never waits for a subscriber: when the buffer is full, ``overflow`` decides
-        (``"raise"``: the gap is reported by ``SubscriptionOverflow`` from ``receive()``;
-        ``"drop_oldest"``: the oldest buffered message is dropped). The stream ends when the
-        channel is left, or raises ``ChannelClosed`` when the server closes the channel.
+        When the buffer is full, ``overflow`` decides: ``"raise"`` (the reader does not wait;
+        the gap is reported by ``SubscriptionOverflow`` from ``receive()``), ``"drop_oldest"``
+        (the oldest buffered message is dropped) or ``"wait"`` (nothing is dropped: the socket
+        stops reading the connection until the consumer has made room, which also holds up
+        every other channel, replies and heartbeats of the socket; see
+        :doc:`howto/slow-consumers`). ``async for`` takes buffered messages without a task
+        switch (see `Subscription`). The stream ends when the channel is left, or raises
+        ``ChannelClosed`` when the server closes the channel.
 
         Example:
             async with channel.subscribe("new_msg") as messages:
@@ -299,7 +307,7 @@ class Channel:
         if self._core.ended:
             raise closed_error(self.topic, self._core.close_reason)
         subscription: Subscription[Message] = Subscription(
-            max_buffer, overflow, max_buffer_bytes=max_buffer_bytes
+            max_buffer, overflow, max_buffer_bytes=max_buffer_bytes, flow=self._socket._flow
         )
         entry = (frozenset(events) if events else None, subscription)
         self._subscriptions.append(entry)
@@ -362,6 +370,12 @@ class Channel:
             messages_dropped=self._closed_dropped
             + sum(sub.statistics().dropped for _, sub in self._subscriptions),
         )
+
+    def _release_reader(self) -> None:
+        """The channel is being left: its full ``"wait"`` subscriptions must not keep the
+        socket's reader from reading the reply."""
+        for _, subscription in self._subscriptions:
+            subscription.release()
 
     # -- the core's events, dispatched by the socket's pump (proto.ChannelOwner) ------------
 

@@ -50,7 +50,7 @@ from ._options import (
     resolve_url,
 )
 from ._outcomes import settle_push
-from ._subscription import OverflowPolicy, Subscription
+from ._subscription import Flow, OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
 from ._transport import TransportClosed
 from ._transports import AnyTransport, TransportName, opener
@@ -203,6 +203,7 @@ class Socket:
         self._state_changed = Pulse()
         self._lifecycle: list[Subscription[life.LifecycleEvent]] = []
         self._closing: trio.Event | None = None  # set by aclose() once it has closed
+        self._flow = Flow()  # the reader's pause between reads (see _subscription)
         self._last_error: ConnectError | None = None
         self._failure: BaseException | None = None
 
@@ -405,6 +406,7 @@ class Socket:
             await self._closing.wait()
             return
         self._closing = closing = trio.Event()
+        self._flow.close()  # the replies to the leaves must get through
         # One deadline for every step: the leaves (also those already under way) and the
         # closing handshake.
         deadline = trio.current_time() + self._close_timeout
@@ -445,7 +447,10 @@ class Socket:
                     owner = event.channel.owner
                     assert owner is not None
                     owner._deliver(event.message, event.size)
-                case PushReplied() | PushTimedOut() | PushFailed():
+                case PushReplied():
+                    settle_push(event)
+                    self._flow.delivered = True  # the reader pauses: the pusher may push again
+                case PushTimedOut() | PushFailed():
                     settle_push(event)
                 case ChannelJoined():
                     _owner(event.channel)._joined(event.response, event.rejoin)
@@ -724,12 +729,19 @@ class Socket:
     async def _read(self, transport: AnyTransport) -> None:
         core = self._core
         receive_batch = transport.receive_batch
+        flow = self._flow
+        step = flow.SLICE
         while True:
             frames = await receive_batch()
-            now = trio.current_time()
-            for frame in frames:
-                core.receive(frame, now)
-            self._pump()
+            for start in range(0, len(frames), step):
+                now = trio.current_time()
+                for frame in frames[start : start + step]:
+                    core.receive(frame, now)
+                self._pump()
+                if flow.delivered or flow.full:
+                    # Let the consumers run before routing more; wait while an
+                    # overflow="wait" subscription is full.
+                    await flow.pause()
 
     async def _write(self) -> None:
         """Send the core's frames on the current connection, all queued frames in one write.

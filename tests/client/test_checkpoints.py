@@ -108,6 +108,10 @@ async def test_subscription_calls_checkpoint_with_a_message_buffered(
             await channel.push("echo", {})  # the push arrived before this reply
             message = await checkpoints(messages.receive)
             assert message.payload == {"n": 1}
+            await channel.push("push", {"event": "hello", "payload": {"n": 2}})
+            await channel.push("echo", {})
+            batch = await checkpoints(messages.receive_batch)
+            assert [m.payload for m in batch] == [{"n": 2}]
             await checkpoints(messages.aclose)
 
 
@@ -179,6 +183,7 @@ def test_every_public_async_method_is_covered() -> None:
         "Channel.__aexit__",
         "Presence.wait_synced",
         "Subscription.receive",
+        "Subscription.receive_batch",
         "Subscription.aclose",
     }
     found: set[str] = set()

@@ -9,16 +9,20 @@ the echo channel's ``push`` event: the push frame precedes the reply on the wire
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
+from tests.client.raw_hostile import open_raw_server
 from tests.helpers import LIMIT
 from trio_phoenix import (
     Channel,
     ChannelClosed,
     Message,
+    Subscription,
     SubscriptionOverflow,
     open_socket,
 )
@@ -279,3 +283,146 @@ async def test_the_lifecycle_stream_has_the_same_overflow_policy(
             with pytest.raises(SubscriptionOverflow) as info:
                 await events.receive()
             assert info.value.dropped == 2
+
+
+# -- delivery without a task switch per message ---------------------------------------------
+
+
+def broadcasts(topic: str, first: int, count: int) -> list[str]:
+    """Small broadcasts numbered ``first`` on: ~60 bytes, so that a 64 KiB read holds more
+    than the default ``max_buffer`` of them."""
+    return [
+        json.dumps([None, None, topic, "m", {"body": "hello", "n": n}], separators=(",", ":"))
+        for n in range(first, first + count)
+    ]
+
+
+async def count_through(messages: Subscription[Message], count: int) -> tuple[int, int]:
+    """Iterate until ``count`` messages were delivered or reported dropped; check their order."""
+    delivered = dropped = 0
+    while delivered + dropped < count:
+        try:
+            async for message in messages:
+                assert message.payload["n"] >= delivered + dropped
+                delivered += 1
+                if delivered + dropped == count:
+                    break
+        except SubscriptionOverflow as exc:
+            dropped += exc.dropped
+    return delivered, dropped
+
+
+async def test_a_burst_reaches_an_async_for_consumer_without_drops() -> None:
+    # Real clock: nothing here is timed, and with an autojump clock an idle instant of the
+    # loopback could jump over heartbeat intervals while the server's writes hold up replies.
+    # The server writes the burst in large writes (as a real server does when the client falls
+    # behind), so every read of the client holds ~1,100 messages, more than the default
+    # buffer of 1,000. Before, the consumer took one message per scheduler step and ~99 % of
+    # the burst was dropped; now it takes what is buffered whenever the reader pauses, which
+    # it does at least every Flow.SLICE messages.
+    count, per_write = 200_000, 20_000
+    with trio.fail_after(LIMIT):
+        async with (
+            open_raw_server(topics_to_join=1) as server,
+            open_socket(server.url) as socket,
+            socket.channel("room:burst") as channel,
+            channel.subscribe("m") as messages,  # default options
+        ):
+            connection = server.connections[0]
+
+            async def send_burst() -> None:
+                for first in range(0, count, per_write):
+                    await connection.send_texts(broadcasts(channel.topic, first, per_write))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_burst)
+                assert await count_through(messages, count) == (count, 0)
+            stats = messages.statistics()
+            assert (stats.delivered, stats.dropped, stats.buffered) == (count, 0, 0)
+
+
+async def test_iteration_takes_buffered_messages_without_a_schedule_point(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    other_task_ran = False
+
+    async def other_task() -> None:
+        nonlocal other_task_ran
+        other_task_ran = True
+
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(phoenix_server.url) as socket,
+            socket.channel("echo:it") as channel,
+            channel.subscribe("m") as messages,
+        ):
+            for i in range(5):
+                await server_push(channel, "m", {"i": i})
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(other_task)
+                seen = []
+                async for message in messages:
+                    seen.append(message.payload["i"])
+                    if len(seen) == 5:
+                        break
+                assert seen == [0, 1, 2, 3, 4]
+                assert not other_task_ran  # five messages, no schedule point
+                # receive() is a full checkpoint even with a message buffered.
+                await server_push(channel, "m", {"i": 5})
+                with trio.testing.assert_checkpoints():
+                    assert (await messages.receive()).payload == {"i": 5}
+                # An empty buffer: iteration waits, which is a full checkpoint.
+                nursery.start_soon(server_push, channel, "m", {"i": 6})
+                with trio.testing.assert_checkpoints():
+                    async for message in messages:
+                        assert message.payload == {"i": 6}
+                        break
+
+
+async def test_iteration_honours_cancellation_between_buffered_messages(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(phoenix_server.url) as socket,
+            socket.channel("echo:ic") as channel,
+            channel.subscribe("m") as messages,
+        ):
+            for i in range(3):
+                await server_push(channel, "m", {"i": i})
+            seen = []
+            with trio.CancelScope() as scope:
+                async for message in messages:
+                    seen.append(message.payload["i"])
+                    scope.cancel()
+            assert seen == [0]
+            assert messages.receive_nowait().payload == {"i": 1}  # nothing lost
+
+
+async def test_receive_batch(phoenix_server: TestServer, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(phoenix_server.url) as socket,
+            socket.channel("echo:b") as channel,
+            channel.subscribe("m", max_buffer=3) as messages,
+        ):
+            for i in range(5):
+                await server_push(channel, "m", {"i": i})
+            # Stops before the gap, which the next call reports.
+            with trio.testing.assert_checkpoints():
+                batch = await messages.receive_batch(2)
+            assert [m.payload["i"] for m in batch] == [0, 1]
+            assert [m.payload["i"] for m in await messages.receive_batch()] == [2]
+            with pytest.raises(SubscriptionOverflow) as info:
+                await messages.receive_batch()
+            assert info.value.dropped == 2
+            # Waits for the first message when nothing is buffered.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server_push, channel, "m", {"i": 5})
+                assert [m.payload["i"] for m in await messages.receive_batch()] == [5]
+            with pytest.raises(ValueError, match="max_messages must be at least 1"):
+                await messages.receive_batch(0)
+            await channel.leave()
+            with pytest.raises(trio.EndOfChannel):
+                await messages.receive_batch()
+            assert messages.statistics().delivered == 4
