@@ -236,9 +236,11 @@ class SocketRuntime:
                     if not wait_connected:
                         self._cancel_scope.shield = shield
                         task_status.started()
-                        task_status = trio.TASK_STATUS_IGNORED
                     # The supervisor runs in this task; it reports started once connected.
-                    await self._supervise(task_status, shield)
+                    # (No reference to the task status stays: it holds the start's nursery.)
+                    starting = [task_status] if wait_connected else []
+                    del task_status
+                    await self._supervise(starting, shield)
             except BaseExceptionGroup as group:
                 try:
                     raise_preferred(group, None)
@@ -259,18 +261,18 @@ class SocketRuntime:
             deadline = core.next_deadline()
             with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
                 self._timer_scope = scope
-                await trio.sleep_forever()
+                await trio.lowlevel.wait_task_rescheduled(_abort)  # until the deadline
             self._timer_scope = None
             core.handle_timers(trio.current_time())
             self._pump()
 
-    async def _supervise(self, task_status: trio.TaskStatus[None], shield: bool) -> None:
+    async def _supervise(self, starting: list[trio.TaskStatus[None]], shield: bool) -> None:
         """Open each connection and read it until it ends, then wait for the reconnect the
-        core schedules; report started once the first connection is open (and shield the
-        socket's scope from then on, with ``shield``)."""
+        core schedules; report started (to the status in ``starting``, if any) once the first
+        connection is open, and shield the socket's scope from then on with ``shield``."""
         core = self._core
         started = False
-        waiting = task_status is not trio.TASK_STATUS_IGNORED
+        waiting = bool(starting)
         while True:
             while not (self._closed_for_good() or core.connect_due):
                 await self._state_changed.wait()
@@ -289,12 +291,10 @@ class SocketRuntime:
                 self._emit(life.Connected(connects=core.statistics().connects))
                 if not started:
                     started = True
-                    if waiting:
+                    if starting:
                         assert self._cancel_scope is not None
                         self._cancel_scope.shield = shield
-                        task_status.started()
-                        # Hold no reference to the start's temporary nursery.
-                        task_status = trio.TASK_STATUS_IGNORED
+                        starting.pop().started()
                 code, reason = await self._run_connection(transport)
                 if self._closing is not None:
                     # aclose() is finishing the closing handshake; it stops us after.
@@ -440,6 +440,10 @@ class SocketRuntime:
                 await transport.send_many(frames)
             except TransportClosed:
                 pass  # the reader sees the loss and reports it
+
+
+def _abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.SUCCEEDED
 
 
 def owner_of(channel: ChannelCore | None) -> ChannelOwner:

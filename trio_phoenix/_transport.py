@@ -479,12 +479,12 @@ async def open_transport(
         protocol.send_request(request)
         await stream.send_all(b"".join(protocol.data_to_send()))
         response, early = await _handshake(stream, protocol, url, receive_size)
+        subprotocol = response.headers.get("Sec-WebSocket-Protocol")
+        # The protocol's parser keeps the response for the connection's life: drop its
+        # headers (about 1.5 KB a connection).
+        response.headers.clear()
         transport = Transport(
-            stream,
-            protocol,
-            response.headers.get("Sec-WebSocket-Protocol"),
-            receive_buffer_size=receive_size,
-            early=early,
+            stream, protocol, subprotocol, receive_buffer_size=receive_size, early=early
         )
         stream = None
         return transport
