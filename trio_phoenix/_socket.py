@@ -34,7 +34,6 @@ from ._options import (
 from ._runtime import SocketRuntime
 from ._subscription import Flow, OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter, Wakeup
-from ._transport import TransportClosed
 from ._transports import AnyTransport, TransportName, opener
 from .proto import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -378,13 +377,8 @@ class Socket(SocketRuntime):
             transport = self._transport
             if transport is not None:
                 with trio.move_on_at(deadline, shield=True):
-                    frames = core.data_to_send()  # the leaves, before the close frame
-                    if frames:
-                        try:
-                            await transport.send_many(frames)
-                        except TransportClosed:
-                            pass
-                    await transport.aclose(1000, "")
+                    # The leaves go out with the close frame.
+                    await transport.aclose(1000, "", core.data_to_send())
                 with trio.CancelScope(shield=True):
                     await transport.abort()
         finally:

@@ -316,15 +316,24 @@ class Transport:
 
     # -- closing ---------------------------------------------------------------------------
 
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        """Start the close handshake and wait for the server's close (bound it yourself)."""
+    async def aclose(
+        self, code: int = 1000, reason: str | None = None, frames: Sequence[Frame] = ()
+    ) -> None:
+        """Start the close handshake and wait for the server's close (bound it yourself);
+        ``frames`` go out first, in the same write as the close frame."""
         try:
-            if self._closed is None and self._protocol.state is State.OPEN:
+            protocol = self._protocol
+            if self._closed is None and protocol.state is State.OPEN:
                 self._initiated = True
                 self._closed = TransportClosed(1000, None)
-                self._protocol.send_close(code, reason or "")
+                for frame in frames:
+                    if isinstance(frame, str):
+                        protocol.send_text(frame.encode())
+                    else:
+                        protocol.send_binary(frame)
+                protocol.send_close(code, reason or "")
                 try:
-                    await self._write(b"".join(self._protocol.data_to_send()))
+                    await self._write(b"".join(protocol.data_to_send()))
                 except TransportClosed:
                     return
                 if self._reading:
