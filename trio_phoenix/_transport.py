@@ -120,7 +120,6 @@ class Transport:
         self._close_received = trio.Event()
         self._done = False  # the reader must stop: close received, protocol error, EOF
         self._reading = False
-        self._stream_closed = False
 
     @property
     def closed(self) -> TransportClosed | None:
@@ -224,7 +223,7 @@ class Transport:
                     return frames  # before the error or close that followed them
             await self._flush()
             if self._done:
-                await self._close_stream()
+                await trio.aclose_forcefully(self._stream)
             if frames:
                 return frames
             if self._done:
@@ -347,19 +346,11 @@ class Transport:
                             break
         finally:
             if not self._reading or self._close_received.is_set():
-                await self._close_stream()
+                await trio.aclose_forcefully(self._stream)
 
     async def abort(self) -> None:
         """Close the stream at once."""
         self._lost()
-        await self._close_stream()
-
-    async def _close_stream(self) -> None:
-        # Once: closing a stream again would cost a cancelled checkpoint each time.
-        if self._stream_closed:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        self._stream_closed = True
         await trio.aclose_forcefully(self._stream)
 
 
