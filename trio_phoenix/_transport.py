@@ -120,6 +120,7 @@ class Transport:
         self._close_received = trio.Event()
         self._done = False  # the reader must stop: close received, protocol error, EOF
         self._reading = False
+        self._closer_reads = False  # aclose() reads the stream (to the server's close)
 
     @property
     def closed(self) -> TransportClosed | None:
@@ -194,6 +195,12 @@ class Transport:
         Raises:
             TransportClosed: the connection ended (after the messages that preceded the end).
         """
+        if self._closer_reads:
+            # aclose() reads until the server's close (the reader was between two reads
+            # when it began): wait for that instead of reading the stream too.
+            await self._close_received.wait()
+            assert self._closed is not None
+            raise self._closed
         self._reading = True
         try:
             return await self._receive_batch()
@@ -339,6 +346,7 @@ class Transport:
                 if self._reading:
                     await self._close_received.wait()
                 else:
+                    self._closer_reads = True
                     while not self._close_received.is_set():
                         try:
                             await self._receive_batch()
