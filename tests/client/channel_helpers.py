@@ -1,6 +1,10 @@
 """The channel handlers of the channel tests (``tests/client/test_channel_*.py``): a slow join,
 a recorder of joins and a channel that refuses some joins. The ``server`` fixture that routes
 them (``slow:*``, ``rec:*``, ``flaky:*``) is in ``tests/client/conftest.py``.
+
+The channel tests use a real client, the real in-process server and real loopback WebSockets;
+anything timed runs on ``autojump_clock``, every test has an absolute deadline, and
+``ServerConnection.received`` shows exactly what the client sent.
 """
 
 from __future__ import annotations

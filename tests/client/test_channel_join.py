@@ -1,9 +1,7 @@
 """Channels: join and leave, join failures and timeouts, cancelled joins, joins made while
 disconnected or interrupted by a drop, rejoin timeouts, one live channel per topic.
 
-Real client, real in-process server (the ``server`` fixture of ``tests/client/conftest.py``),
-real loopback WebSockets; anything timed runs on ``autojump_clock``, every test has an
-absolute deadline, and ``ServerConnection.received`` shows exactly what the client sent.
+How these tests run: ``tests/client/channel_helpers.py``.
 """
 
 from __future__ import annotations

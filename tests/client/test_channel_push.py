@@ -1,9 +1,7 @@
 """Channel pushes and replies with every outcome: ok, error, timeout, cancelled, lost,
 buffered (during a join or a reconnect), binary, unencodable.
 
-Real client, real in-process server (the ``server`` fixture of ``tests/client/conftest.py``),
-real loopback WebSockets; anything timed runs on ``autojump_clock``, every test has an
-absolute deadline, and ``ServerConnection.received`` shows exactly what the client sent.
+How these tests run: ``tests/client/channel_helpers.py``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Channels after the join: rejoin after reconnects and crashes with its backoff, server-side
 closes (``phx_close``, a stop with a reply) and messages with a stale join ref.
 
-Real client, real in-process server (the ``server`` fixture of ``tests/client/conftest.py``),
-real loopback WebSockets; anything timed runs on ``autojump_clock``, every test has an
-absolute deadline, and ``ServerConnection.received`` shows exactly what the client sent.
+How these tests run: ``tests/client/channel_helpers.py``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """What the serializer tests (``tests/proto/test_serializer_*.py``) share: one serializer of
 each version and role, the lists of all four (with test ids), and `b` to write binary frames.
+
+Every serializer test runs with each JSON decoder (``pytestmark = usefixtures("json_backend")``,
+the fixture of ``tests/proto/conftest.py``). Golden frames come from protocol.md §2.1-2.3
+(Phoenix's serializers), §12.4 (phoenix.js's serializer_test.js) and §13 (wire transcripts).
+Decoders must only ever raise ``RemoteProtocolError`` (a ``ProtocolError``), whatever arrives.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Serializer errors: what cannot be encoded (``EncodeError``, valid UTF-8 for lone
 surrogates) and the exact ``RemoteProtocolError`` of every malformed V2 frame.
 
-Every test here runs with each JSON decoder (the ``json_backend`` fixture of
-``tests/proto/conftest.py``); decoders must only ever raise ``RemoteProtocolError`` (a
-``ProtocolError``), whatever arrives.
+How these tests run: ``tests/proto/serializer_helpers.py``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Serializers on golden frames: construction, phoenix.js's serializer_test.js (protocol.md
 §12.4), Phoenix's V2 serializer (§2.2) and the wire transcripts of §2.1 and §13.
 
-Every test here runs with each JSON decoder (the ``json_backend`` fixture of
-``tests/proto/conftest.py``); decoders must only ever raise ``RemoteProtocolError`` (a
-``ProtocolError``), whatever arrives.
+How these tests run: ``tests/proto/serializer_helpers.py``.
 """
 
 from __future__ import annotations

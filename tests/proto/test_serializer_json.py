@@ -1,9 +1,7 @@
 """The JSON decoders (stdlib ``json`` and ``orjson``, the ``fast`` extra): numbers JSON cannot
 hold are malformed, and both decoders give the same values and refuse the same frames.
 
-Every test here runs with each JSON decoder (the ``json_backend`` fixture of
-``tests/proto/conftest.py``); decoders must only ever raise ``RemoteProtocolError`` (a
-``ProtocolError``), whatever arrives.
+How these tests run: ``tests/proto/serializer_helpers.py``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The V2 serializer against phoenix.js itself: random messages encoded and decoded by both
 (needs Node.js and tests/js/node_modules; ``node`` marker).
 
-Every test here runs with each JSON decoder (the ``json_backend`` fixture of
-``tests/proto/conftest.py``); decoders must only ever raise ``RemoteProtocolError`` (a
-``ProtocolError``), whatever arrives.
+How these tests run: ``tests/proto/serializer_helpers.py``.
 """
 
 from __future__ import annotations

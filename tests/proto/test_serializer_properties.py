@@ -1,9 +1,7 @@
 """Serializer properties with Hypothesis: round trips in every direction and version, and
 decoder fuzzing (arbitrary, wrong-shaped, truncated frames).
 
-Every test here runs with each JSON decoder (the ``json_backend`` fixture of
-``tests/proto/conftest.py``); decoders must only ever raise ``RemoteProtocolError`` (a
-``ProtocolError``), whatever arrives.
+How these tests run: ``tests/proto/serializer_helpers.py``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The V1 (JSON object) serializer: join refs by role, missing keys, wrong types, no binary
 (protocol.md §2.3).
 
-Every test here runs with each JSON decoder (the ``json_backend`` fixture of
-``tests/proto/conftest.py``); decoders must only ever raise ``RemoteProtocolError`` (a
-``ProtocolError``), whatever arrives.
+How these tests run: ``tests/proto/serializer_helpers.py``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ A raw client (`RawClient`, opened with `connect`) that writes Phoenix frames by 
 nothing automatic, `rejected_status` for upgrades that must be refused, the reply payloads
 ``ok``/``error``, and a channel handler that broadcasts (`Shouter`). The ``server`` fixture
 (the demo channels on a fresh server) is in ``tests/testing/conftest.py``.
+
+Each test checks one row of Phoenix's behaviour (protocol reference §1.2, §3, §4, §7, §9, §10)
+on the wire, with clients that write frames by hand. Every wait has a deadline (``WAIT``);
+anything timed runs under ``autojump_clock``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The test server's pytest plugin: the ``phoenix_server`` and ``phoenix_server_factory`` fixtures.
 
-Driven by raw trio-websocket clients writing frames by hand (``tests/testing/server_helpers.py``);
-every wait has a deadline, and anything timed runs under ``autojump_clock``.
+How these tests run: ``tests/testing/server_helpers.py``.
 """
 
 from __future__ import annotations

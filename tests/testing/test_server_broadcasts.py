@@ -1,8 +1,7 @@
 """Broadcasts and server pushes on the test server: every subscriber gets them, payloads must
 be maps, no push during join, replies sent later, ``socket_ref``.
 
-Driven by raw trio-websocket clients writing frames by hand (``tests/testing/server_helpers.py``);
-every wait has a deadline, and anything timed runs under ``autojump_clock``.
+How these tests run: ``tests/testing/server_helpers.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """How the test server closes connections: ``disconnect``, drain, malformed and oversized
 frames, idle timeout, shutdown (protocol reference §9, §10).
 
-Driven by raw trio-websocket clients writing frames by hand (``tests/testing/server_helpers.py``);
-every wait has a deadline, and anything timed runs under ``autojump_clock``.
+How these tests run: ``tests/testing/server_helpers.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Fault injection and inspection on the test server's connections: drop, stall, send delay,
 chosen close codes, received messages, ``wait_connections``.
 
-Driven by raw trio-websocket clients writing frames by hand (``tests/testing/server_helpers.py``);
-every wait has a deadline, and anything timed runs under ``autojump_clock``.
+How these tests run: ``tests/testing/server_helpers.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The test server's WebSocket upgrade as Phoenix decides it: path, ``vsn``, connect hook,
 auth token, origin, params (protocol reference §1.2).
 
-Driven by raw trio-websocket clients writing frames by hand (``tests/testing/server_helpers.py``);
-every wait has a deadline, and anything timed runs under ``autojump_clock``.
+How these tests run: ``tests/testing/server_helpers.py``.
 """
 
 from __future__ import annotations

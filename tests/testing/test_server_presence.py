@@ -1,8 +1,7 @@
 """Presence on the test server: state and diffs on the wire, the tracker's shapes, and
 ``presence_order`` (protocol reference §7).
 
-Driven by raw trio-websocket clients writing frames by hand (``tests/testing/server_helpers.py``);
-every wait has a deadline, and anything timed runs under ``autojump_clock``.
+How these tests run: ``tests/testing/server_helpers.py``.
 """
 
 from __future__ import annotations

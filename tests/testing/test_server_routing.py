@@ -1,8 +1,7 @@
 """The test server's routing table (protocol reference §3): heartbeats, joins, pushes, replies,
 leaves, stale join refs, duplicate joins, the channel limit, V1 frames and binary frames.
 
-Driven by raw trio-websocket clients writing frames by hand (``tests/testing/server_helpers.py``);
-every wait has a deadline, and anything timed runs under ``autojump_clock``.
+How these tests run: ``tests/testing/server_helpers.py``.
 """
 
 from __future__ import annotations
