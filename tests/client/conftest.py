@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.client.channel_helpers import Flaky, Recorder, SlowJoin
-from trio_phoenix.testing import TestServer, demo_channels
-from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
+from trio_phoenix.testing import PhoenixServerFactory, TestServer, demo_channels
 
 
 @pytest.fixture

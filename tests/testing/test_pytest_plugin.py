@@ -6,8 +6,7 @@ How these tests run: ``tests/testing/server_helpers.py``.
 from __future__ import annotations
 
 from tests.testing.server_helpers import Shouter, connect, error, ok
-from trio_phoenix.testing import TestServer
-from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
+from trio_phoenix.testing import PhoenixServerFactory, TestServer
 
 
 async def test_phoenix_server_fixture(phoenix_server: TestServer) -> None:
