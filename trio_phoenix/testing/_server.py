@@ -251,7 +251,9 @@ class TestServer:
             connection._request_close(CLOSE_SERVICE_RESTART)
 
     def reject_upgrades(self, status_code: int | None) -> None:
-        """Answer new upgrade requests with HTTP ``status_code``; ``None`` accepts them again."""
+        """Answer new WebSocket upgrade requests with HTTP ``status_code``; ``None`` accepts them
+        again. LongPoll keeps serving: ``reject_upgrades(404)`` is a mount with Phoenix's
+        ``websocket: false``, where the upgrade falls through to the router's 404."""
         self._reject_status = status_code
 
     async def wait_connections(self, count: int) -> ServerConnection:
