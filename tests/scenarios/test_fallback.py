@@ -129,6 +129,7 @@ async def test_falls_back_to_longpoll_for_the_socket_life(
                 assert trio.current_time() - start >= FALLBACK  # the timer decided
             await _until(events, seen, Connected, rejoin=False)
             assert isinstance(socket._transport, LongPollTransport)
+            assert socket.transport == "longpoll"
 
             async with (
                 socket.channel("echo:fallback", {"k": "v"}) as channel,
