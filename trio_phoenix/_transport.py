@@ -114,9 +114,11 @@ class Transport:
         self.compressed = bool(protocol.extensions)
         # The protocol hands a frame over once it is complete; this validates the text of a
         # frame that spans reads as it comes, to close with 1007 at the first invalid bytes.
+        # It is told how many bytes the protocol's reader holds after each read (the payload
+        # so far of the frame it waits for).
         self._watch = TextWatch(compressed=self.compressed)
         if early_data:
-            self._watch.feed(early_data)
+            self._watch.feed(early_data, len(protocol.reader.buffer))
         self._receive_size = receive_buffer_size
         self._send_lock = trio.StrictFIFOLock()
         self._text: codecs.IncrementalDecoder | None = None  # a fragmented text message
@@ -249,7 +251,7 @@ class Transport:
                 data = b""
             if data:
                 protocol.receive_data(data)
-                self._watch.feed(data)
+                self._watch.feed(data, len(protocol.reader.buffer))
             else:
                 protocol.receive_eof()
                 self._check_failure()

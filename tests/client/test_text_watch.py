@@ -1,9 +1,10 @@
 """``TextWatch``: fail-fast UTF-8 of text frames that span reads, tested synchronously.
 
-The watch sees the bytes of each read; the transport (simulated by ``Reader`` here, as
-``Transport._handle`` does it) validates every frame that a read completes, and asks the watch
-about the incomplete one. Together they must reject invalid UTF-8 at the read that brings the
-first invalid byte, never a read earlier (a valid stream, however it is cut), never later.
+The watch sees the bytes of each read after the engine (websockets' sans-I/O protocol, the
+real one) has parsed them; the transport (simulated by ``Reader`` here, as ``Transport._handle``
+does it) validates every frame that a read completes, and asks the watch about the incomplete
+one. Together they must reject invalid UTF-8 at the read that brings the first invalid byte,
+never a read earlier (a valid stream, however it is cut), never later.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import struct
 
 import pytest
 from hypothesis import given, settings, strategies as st
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.frames import Frame
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
-from trio_phoenix._text_watch import TextWatch
+from trio_phoenix._text_watch import TextWatch, _header_before
 
 TEXT, BINARY, CONT, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
 SNOWMAN = "\u2603".encode()  # three bytes
@@ -44,30 +50,33 @@ def cut(data: bytes, *points: int) -> list[bytes]:
 
 
 class Reader:
-    """What the transport does with a read: the frames it completes are validated whole (a
-    text message's fragments with one decoder), then the watch checks the incomplete one."""
+    """What the transport does with a read: the engine parses it, the frames it completes are
+    validated whole (a text message's fragments with one decoder), then the watch checks the
+    incomplete one."""
 
     def __init__(self, *, compressed: bool = False) -> None:
+        self.engine = ClientProtocol(parse_uri("ws://test/"), state=State.OPEN, max_size=None)
+        if compressed:
+            self.engine.extensions = [PerMessageDeflate(False, False, 15, 15)]
         self.watch = TextWatch(compressed=compressed)
-        self.buffer = b""
         self.message: codecs.IncrementalDecoder | None = None  # a fragmented text message
         self.texts: list[str] = []
 
     def read(self, data: bytes) -> str | None:
         """Take one read; return the reason if it fails the connection."""
-        self.watch.feed(data)
-        self.buffer += data
-        while (parsed := _parse(self.buffer)) is not None:
-            first, payload, size = parsed
-            self.buffer = self.buffer[size:]
-            if (reason := self.complete(first, payload)) is not None:
+        self.engine.receive_data(data)
+        self.watch.feed(data, len(self.engine.reader.buffer))
+        assert self.engine.parser_exc is None
+        for event in self.engine.events_received():
+            assert isinstance(event, Frame)
+            if (reason := self.complete(event)) is not None:
                 return reason
         if self.watch.waiting:
             return self.watch.check(self.message)
         return None
 
-    def complete(self, first: int, payload: bytes) -> str | None:
-        opcode, fin = first & 0x0F, bool(first & 0x80)
+    def complete(self, event: Frame) -> str | None:
+        opcode, fin, payload = event.opcode, event.fin, bytes(event.data)
         try:
             if opcode == TEXT and fin:
                 self.texts.append(payload.decode())
@@ -81,24 +90,6 @@ class Reader:
         except UnicodeDecodeError as exc:
             return f"invalid UTF-8: {exc.reason}"
         return None
-
-
-def _parse(data: bytes) -> tuple[int, bytes, int] | None:
-    """The first complete frame of ``data``: its first byte, payload and size."""
-    if len(data) < 2:
-        return None
-    length, offset = data[1] & 0x7F, 2
-    if length == 126:
-        if len(data) < 4:
-            return None
-        (length,), offset = struct.unpack("!H", data[2:4]), 4
-    elif length == 127:
-        if len(data) < 10:
-            return None
-        (length,), offset = struct.unpack("!Q", data[2:10]), 10
-    if len(data) < offset + length:
-        return None
-    return data[0], data[offset : offset + length], offset + length
 
 
 def first_failure(reads: list[bytes], *, compressed: bool = False) -> int | None:
@@ -168,9 +159,9 @@ def test_binary_frames_are_not_validated() -> None:
 def test_frames_with_reserved_bits_are_left_to_the_protocol(rsv: int) -> None:
     """RSV1 is a compressed frame (deflated bytes, validated once inflated); RSV2/3 make the
     protocol fail the frame when it is complete (1002)."""
-    watch = TextWatch(compressed=True)
-    watch.feed(frame(TEXT, INVALID * 200, rsv=rsv)[:20])
-    assert not watch.waiting
+    reader = Reader(compressed=rsv == 0x40)
+    assert reader.read(frame(TEXT, INVALID * 200, rsv=rsv)[:20]) is None
+    assert not reader.watch.waiting
 
 
 def test_on_a_compressed_connection_continuations_are_skipped() -> None:
@@ -197,27 +188,66 @@ def test_a_masked_frame_stops_the_watch() -> None:
     size such a frame, and gives up rather than guess."""
     masked = bytes([0x81, 0x80 | 10]) + b"\0\0\0\0" + b"x" * 10
     watch = TextWatch()
-    watch.feed(masked + frame(TEXT, INVALID * 100)[:20])
+    watch.feed(masked + frame(TEXT, INVALID * 100)[:20], 0)
     assert not watch.waiting
-    watch.feed(INVALID * 50)
+    watch.feed(INVALID * 50, 0)
     assert not watch.waiting
     watch = TextWatch()
-    watch.feed(frame(TEXT, b"x" * 20) + masked[:4])  # in the last 10 bytes of the read
-    watch.feed(frame(TEXT, INVALID * 100)[:20])
+    watch.feed(frame(TEXT, b"x" * 20) + masked[:4], 0)  # in the last 10 bytes of the read
+    watch.feed(frame(TEXT, INVALID * 100)[:20], 18)
     assert not watch.waiting
 
 
 def test_a_frame_that_ends_a_read_leaves_nothing_to_check() -> None:
     data = frame(TEXT, b"x" * 300)
     header_only = frame(TEXT, b"y" * 10)[:2]  # no payload yet
-    watch = TextWatch()
+    reader = Reader()
     waiting = []
     for read in (data[:100], data[100:], header_only, b"y" * 3):
-        watch.feed(read)
-        waiting.append(watch.waiting)
-        if watch.waiting:
-            assert watch.check(None) is None
-    assert waiting == [True, False, False, True]
+        assert reader.read(read) is None
+        waiting.append(reader.watch.waiting)
+    assert waiting == [False, False, False, False]  # all checked
+    assert reader.texts == ["x" * 300]
+
+
+@pytest.mark.parametrize(
+    ("first", "header"),
+    [
+        # A 2-byte header, and before it a binary frame whose payload ends like a 4-byte one.
+        (frame(BINARY, b"\x81\x7e") + frame(TEXT, b"y" * 100), 2),
+        # A 16-bit length, 0x01 0x2c, that reads as a 2-byte header (text, 44 bytes).
+        (frame(TEXT, b"y" * 300), 4),
+        # The last two bytes of a 64-bit length, likewise.
+        (frame(TEXT, b"y" * 300, length_bytes=8), 10),
+    ],
+    ids=["4-or-2", "2-or-4", "2-or-10"],
+)
+def test_when_two_headers_fit_before_the_engine_buffer_the_watch_walks(
+    first: bytes, header: int
+) -> None:
+    """A read that ends 20 bytes into a frame's payload: the engine holds those 20 bytes, and
+    two of the headers that could end where they begin say more than 20. The watch walks the
+    read to find the real one, and stays in step for the frames after it."""
+    payload = len(first) - (100 if header == 2 else 300)
+    ends = payload + 20
+    assert _header_before(first[:ends], payload, 0, 20) == -1
+    data = first + frame(TEXT, b"ok" + INVALID + b"z" * 200) + frame(TEXT, b"fine")
+    for point in range(1, len(data)):
+        reads = cut(data, ends, point)
+        assert first_failure(reads) == expected_failure(reads), point
+
+
+def test_a_64_bit_length_cut_short_is_header_not_payload() -> None:
+    """Fewer than 8 bytes held: the engine may be waiting for the rest of a 64-bit length.
+    Here the bytes before that header look like a 4-byte text header whose payload would
+    start where the held bytes do; the watch must not take them for one (the binary payload
+    would then be checked as text)."""
+    before = frame(BINARY, b"\x81\x7e")  # ends like the first half of a text header
+    data = before + frame(BINARY, INVALID * 300, length_bytes=8) + frame(TEXT, b"a" * 200)
+    header = len(before)
+    for held in range(2, 8):
+        reads = cut(data, header + 2 + held, header + 10 + 2)
+        assert first_failure(reads) is None, held
 
 
 # -- any stream, cut anywhere ---------------------------------------------------------------
