@@ -5,9 +5,10 @@ payload turns invalid early would be read to its end before the transport could 
 ``TextWatch`` sees the same bytes as the protocol, read by read, and keeps track of the frame
 boundaries (server frames are unmasked; 7-, 16- and 64-bit lengths; a header cut by the end
 of a read). When a read ends inside the payload of a text frame, or of a continuation of a
-text message, it validates the payload received so far with an incremental UTF-8 decoder, so
-the transport can close with 1007 as soon as the invalid bytes arrive. A frame that completes
-within a read is not looked at: the transport validates it whole, as before.
+text message, it validates the payload received so far, read by read (the bytes of a
+character cut by a read are carried to the next), so the transport can close with 1007 as
+soon as the invalid bytes arrive. A frame that completes within a read is not looked at: the
+transport validates it whole, as before.
 
 Cost: per read, a few operations, and a decode of the new bytes of an incomplete text frame.
 Where the incomplete frame starts is found from its end: the engine keeps the payload of the
