@@ -2,7 +2,7 @@
 
 Everything here is either a plain check of the caller's arguments (raised at once, before any
 connection is attempted) or a small decision on a finished attempt; the socket's tasks live in
-``_socket.py``.
+``_runtime.py``.
 
 Rules this module keeps:
 

@@ -57,10 +57,10 @@ async def test_open_socket_returns_once_connected(
             assert socket.url == phoenix_server.url
             # _run owns the nursery of the supervisor (which also reads), writer and timers.
             assert sorted(client_tasks()) == [
-                "trio_phoenix._socket.Socket._run",
-                "trio_phoenix._socket.Socket._run_timers",
-                "trio_phoenix._socket.Socket._supervise",
-                "trio_phoenix._socket.Socket._write",
+                "trio_phoenix._runtime.SocketRuntime._run",
+                "trio_phoenix._runtime.SocketRuntime._run_timers",
+                "trio_phoenix._runtime.SocketRuntime._supervise",
+                "trio_phoenix._runtime.SocketRuntime._write",
             ]
         assert socket.statistics().state is SocketState.CLOSED
         assert client_tasks() == []
@@ -270,7 +270,8 @@ async def test_hygiene_check_can_fail(
                 await trio.sleep(1)
                 problems = client_hygiene.problems()
                 nursery.cancel_scope.cancel()
-            assert any("still running: trio_phoenix._socket.Socket._run" in p for p in problems)
+            running = "still running: trio_phoenix._runtime.SocketRuntime._run"
+            assert any(running in p for p in problems)
             assert f"{socket!r} is connected, not closed" in problems
             assert any("1 pending replies" in p for p in problems)
             with pytest.raises(AssertionError, match="client hygiene"):

@@ -1,0 +1,445 @@
+"""The running half of a ``Socket``: its state, the event pump and its tasks.
+
+``Socket`` (``_socket.py``) is the public API and its option checking; this base class holds
+what runs. Rules it keeps:
+
+1. The sans-IO ``SocketCore`` decides; this module only moves bytes and time. After every call
+   into the core, ``_pump()`` dispatches the core's events (wake waiters, feed subscribers) and
+   wakes the writer and timer tasks. Nothing in ``_pump()`` blocks. It is the only dispatch of
+   core events in the Trio layer: one ``match``, typed, reaching the Trio ``Channel`` through
+   ``ChannelCore.owner`` and a caller's waiter through ``Push.waiter``.
+2. Three tasks per socket, in the nursery of ``_run``: the supervisor (opens each
+   connection and reads it until it ends), the writer (sends the core's frames on the current
+   connection, all queued frames in one write) and the timer task (feeds
+   ``trio.current_time()`` to the core when its next deadline passes). Only the writer writes,
+   so frames go out in the order the core produced them.
+3. No task outlives ``open_socket``; the caller sees their own exception, never an internal
+   ``ExceptionGroup``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Final, assert_never
+
+import attrs
+import trio
+
+from . import _lifecycle as life
+from ._exceptions import ConnectError, ReplyLost, SocketClosed
+from ._fallback import TransportChoice
+from ._groups import raise_preferred
+from ._network import ProxyOption, proxy_for
+from ._options import (
+    ParamsSource,
+    TokenSource,
+    UrlSource,
+    connect_args,
+    evaluate,
+    is_permanent,
+    resolve_url,
+)
+from ._outcomes import settle_push
+from ._subscription import Flow, Subscription
+from ._sync import Pulse
+from ._transport import TransportClosed
+from ._transports import AnyTransport
+from .proto import (
+    ChannelCore,
+    ChannelEnded,
+    ChannelErrored,
+    ChannelJoined,
+    ChannelOwner,
+    CloseTransport,
+    DisconnectRequested,
+    DropConnection,
+    FrameDropped,
+    JoinFailed,
+    JoinParamsNeeded,
+    MessageReceived,
+    PingLost,
+    PingReplied,
+    PushFailed,
+    PushReplied,
+    PushTimedOut,
+    ReconnectDue,
+    ReconnectScheduled,
+    RejoinScheduled,
+    SocketCore,
+    SocketState,
+    redact_url,
+)
+
+logger: Final = logging.getLogger("trio_phoenix")
+
+
+class SocketRuntime:
+    """A socket's running state, its event pump and its tasks (``Socket`` sets the state up
+    in its constructor and adds the public API)."""
+
+    _trio_token: trio.lowlevel.TrioToken
+    _core: SocketCore
+    _url_source: UrlSource
+    _url: str  # the mount URL of the latest connect attempt
+    _params: ParamsSource
+    _auth_token: TokenSource
+    _choice: TransportChoice
+    _proxy: ProxyOption
+    _connect_timeout: float | None
+    _close_timeout: float
+    _nursery: trio.Nursery | None  # where a transport may run a task
+    _cancel_scope: trio.CancelScope | None
+    _transport: AnyTransport | None
+    _connection_scope: trio.CancelScope | None
+    _attempt_scope: trio.CancelScope | None  # a connect attempt in flight
+    # Why the current connection is being closed by us: code, reason, and how long to wait
+    # for the server's close.
+    _abort_reason: tuple[int, str, float] | None
+    _send_wakeup: trio.Event
+    _timer_scope: trio.CancelScope | None
+    # Fired on every change of the core's connection state, and when a reconnect is due.
+    _state_changed: Pulse
+    _lifecycle: list[Subscription[life.LifecycleEvent]]
+    _closing: trio.Event | None  # set by aclose() once it has closed
+    _flow: Flow  # the reader's pause between reads (see _subscription)
+    _last_error: ConnectError | None
+    _failure: BaseException | None
+
+    # -- the event pump ----------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Act on the core's events, then wake the writer and move the timer task's deadline.
+
+        The one dispatch of the core's events: each goes to the object it concerns (the
+        Trio ``Channel`` that owns a core channel, the task waiting on a push or a ping),
+        found through the core's own objects rather than a lookup table."""
+        core = self._core
+        for event in core.events():
+            match event:
+                case MessageReceived():  # the hot path: no helper call
+                    owner = event.channel.owner
+                    assert owner is not None
+                    owner._deliver(event.message, event.size)
+                case PushReplied():
+                    settle_push(event)
+                    self._flow.delivered = True  # the reader pauses: the pusher may push again
+                case PushTimedOut() | PushFailed():
+                    settle_push(event)
+                case ChannelJoined():
+                    owner_of(event.channel)._joined(event.response, event.rejoin)
+                    logger.debug("joined %r (rejoin=%s)", event.topic, event.rejoin)
+                    self._emit_channel_event(event)
+                case JoinFailed():
+                    owner_of(event.channel)._join_failed(event.status, event.response)
+                    logger.info("join of %r refused: %r", event.channel.topic, event.response)
+                case JoinParamsNeeded():
+                    owner_of(event.channel)._params_needed(event.ref)
+                case ChannelErrored():
+                    owner_of(event.channel)._errored()
+                    logger.info("channel %r errored: %r", event.topic, event.payload)
+                    self._emit_channel_event(event)
+                case ChannelEnded():
+                    owner_of(event.channel)._ended(event.reason, event.payload)
+                    logger.debug("channel %r closed (%s)", event.topic, event.reason)
+                    self._emit_channel_event(event)
+                case RejoinScheduled():
+                    self._emit_channel_event(event)
+                case ReconnectScheduled():
+                    logger.info("reconnecting in %.3f s (attempt %d)", event.delay, event.attempt)
+                    self._emit(event)
+                case ReconnectDue():
+                    self._state_changed.fire()  # the supervisor waits for core.reconnect_due
+                case CloseTransport():
+                    logger.warning("heartbeat timeout; closing the connection and reconnecting")
+                    self._emit(life.HeartbeatTimeout())
+                    self._abort_connection(event.code, event.reason, 0.1)
+                case DropConnection():
+                    logger.info("dropping the connection on request (%s)", event.reason)
+                    if self._attempt_scope is not None:
+                        self._attempt_scope.cancel()
+                    grace = self._close_timeout if event.graceful else 0.1
+                    self._abort_connection(event.code, event.reason, grace)
+                case DisconnectRequested():
+                    self._emit(event)
+                case PingReplied():
+                    if self._choice.ping_answered(event.ref) and self._connection_scope:
+                        self._connection_scope.deadline = math.inf  # the WebSocket passed
+                    if event.waiter is not None:
+                        event.waiter.set_value(event.rtt)
+                case PingLost():
+                    self._choice.ping_lost(event.ref)
+                    if event.waiter is not None:
+                        event.waiter.set_error(ReplyLost("heartbeat", "connection_closed"))
+                case FrameDropped(reason="malformed"):
+                    logger.warning("ignored a malformed frame from the server: %s", event.error)
+                case FrameDropped():
+                    message = event.message
+                    logger.debug(
+                        "dropped a message (%s): topic=%r event=%r",
+                        event.reason,
+                        message.topic if message else None,
+                        message.event if message else None,
+                    )
+                case _ as unreachable:  # pragma: no cover
+                    assert_never(unreachable)
+        if core.has_data_to_send:
+            self._send_wakeup.set()
+        scope = self._timer_scope
+        if scope is not None:
+            deadline = core.next_deadline()
+            if deadline is not None and deadline < scope.deadline:
+                scope.deadline = deadline
+
+    def _emit_channel_event(
+        self,
+        event: life.ChannelJoined | life.ChannelErrored | life.ChannelEnded | life.RejoinScheduled,
+    ) -> None:
+        """Hand a core channel event to the lifecycle subscribers, without the core channel."""
+        if self._lifecycle:
+            self._emit(attrs.evolve(event, channel=None))
+
+    def _emit(self, event: life.LifecycleEvent) -> None:
+        for subscription in self._lifecycle:
+            subscription.offer(event)
+
+    def _abort_connection(self, code: int, reason: str, grace: float) -> None:
+        """Close the current connection with ``code``, waiting ``grace`` seconds at most for
+        the server's close (a dead peer will not answer)."""
+        self._abort_reason = (code, reason, grace)
+        if self._connection_scope is not None:
+            self._connection_scope.cancel()
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        *,
+        wait_connected: bool = True,
+        shield: bool = False,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the socket's tasks until ``aclose()``; report started once connected (or at
+        once, without ``wait_connected``).
+
+        With ``shield``, once connected only ``aclose()`` stops the tasks: ``open_socket``
+        always calls it, and its shielded leaves and closing handshake need the reader and
+        writer alive even when the caller's block is being cancelled.
+        """
+        with trio.CancelScope() as self._cancel_scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._run_timers)
+                    nursery.start_soon(self._write)
+                    if wait_connected:
+                        # Started once the first connection is open.
+                        await nursery.start(self._supervise)
+                    else:
+                        nursery.start_soon(self._supervise)
+                    self._cancel_scope.shield = shield
+                    task_status.started()
+            except BaseExceptionGroup as group:
+                try:
+                    raise_preferred(group, None)
+                except BaseException as exc:
+                    if not isinstance(exc, trio.Cancelled):
+                        self._failure = exc  # what the callers' SocketClosed comes from
+                    raise
+            finally:
+                self._core.close()
+                self._pump()
+                self._state_changed.fire()
+
+    async def _run_timers(self) -> None:
+        """Feed the time to the core whenever its next deadline passes; ``_pump`` moves the
+        sleeping scope's deadline earlier when a command adds an earlier timer."""
+        core = self._core
+        while True:
+            deadline = core.next_deadline()
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            core.handle_timers(trio.current_time())
+            self._pump()
+
+    async def _supervise(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open each connection and read it until it ends, then wait for the reconnect the
+        core schedules; report started once the first connection is open."""
+        core = self._core
+        started = False
+        while True:
+            while not (self._closed_for_good() or core.connect_due):
+                await self._state_changed.wait()
+            if self._closed_for_good():
+                break
+            core.connection_started(trio.current_time())
+            self._state_changed.fire()
+            transport = await self._open(first=not started)
+            if transport is not None:
+                self._transport = transport  # where the writer sends from now on
+                self._last_error = None
+                core.connection_opened(trio.current_time())
+                self._pump()
+                self._state_changed.fire()
+                logger.info("connected to %s", redact_url(self._url))
+                self._emit(life.Connected(connects=core.statistics().connects))
+                if not started:
+                    started = True
+                    task_status.started()
+                code, reason = await self._run_connection(transport)
+                if self._closing is not None:
+                    # aclose() is finishing the closing handshake; it stops us after.
+                    await trio.sleep_forever()
+                # Disconnected first: errored channels and the reconnect follow from it.
+                logger.info("disconnected (code %s, %r)", code, reason)
+                self._emit(life.Disconnected(code=code, reason=reason))
+                core.connection_lost(trio.current_time(), code)
+                self._pump()
+                self._state_changed.fire()
+            if self._gave_up():
+                logger.warning("the reconnect policy gave up; the socket is closed")
+                core.close()
+                self._pump()
+                self._state_changed.fire()
+        if not started and task_status is not trio.TASK_STATUS_IGNORED:
+            # open_socket is still waiting for the first connection: tell it why none came.
+            raise self._last_error or SocketClosed("the socket was closed before it connected")
+
+    def _closed_for_good(self) -> bool:
+        return self._core.state is SocketState.CLOSED
+
+    def _gave_up(self) -> bool:
+        """Whether the core stopped reconnecting on its own (not on ``disconnect()``): the
+        socket is then closed at once."""
+        core = self._core
+        return core.state is SocketState.DISCONNECTED and not core.disconnect_requested
+
+    async def _open(self, *, first: bool) -> AnyTransport | None:
+        """Open a transport, or report the failure to the core and return ``None`` (also when
+        the application dropped the attempt: ``disconnect()``, ``reconnect()``)."""
+        transport = None
+        with trio.CancelScope() as self._attempt_scope:
+            try:
+                transport = await self._attempt(first=first)
+            finally:
+                self._attempt_scope = None
+        if transport is not None and self._core.state is not SocketState.CONNECTING:
+            with trio.CancelScope(shield=True):  # dropped just as it opened
+                await transport.abort()
+            return None
+        return transport
+
+    async def _attempt(self, *, first: bool) -> AnyTransport | None:
+        try:
+            token = await evaluate(self._auth_token)  # once per attempt, for either transport
+            self._url = await resolve_url(self._url_source)
+            url, subprotocols = await connect_args(
+                self._url, self._params, token, self._core.serializer.vsn
+            )
+            with trio.fail_after(
+                math.inf if self._connect_timeout is None else self._connect_timeout
+            ):
+                assert self._nursery is not None
+                return await self._choice.open(
+                    url, subprotocols, token, self._nursery, proxy_for(url, self._proxy)
+                )
+        except (ConnectError, trio.TooSlowError) as exc:
+            error = (
+                exc
+                if isinstance(exc, ConnectError)
+                else ConnectError(f"connecting to {redact_url(self._url)} timed out")
+            )
+            if self._core.state is not SocketState.CONNECTING:
+                return None  # the application dropped the attempt as it failed
+            if first and is_permanent(error):
+                raise error from error.__cause__
+            logger.warning("%s", error)
+            self._last_error = error
+            self._core.connection_failed(trio.current_time())
+            self._emit(life.ConnectFailed(error=error))
+            self._pump()
+            self._state_changed.fire()
+            return None
+
+    async def _run_connection(self, transport: AnyTransport) -> tuple[int | None, str | None]:
+        """Read one connection until it ends (the writer task sends on ``self._transport``);
+        return the close code."""
+        self._abort_reason = None
+        try:
+            with trio.CancelScope() as self._connection_scope:
+                if self._choice.on_probation:
+                    # phoenix.js's health check of a fresh WebSocket in fallback mode.
+                    now = trio.current_time()
+                    probe = self._core.ping(now)
+                    self._pump()
+                    self._connection_scope.deadline = self._choice.start_probation(probe, now)
+                try:
+                    await self._read(transport)
+                except TransportClosed as closed:
+                    return closed.code, closed.reason
+            unanswered = self._choice.probation_ref
+            if unanswered is not None and self._abort_reason is None:
+                # The fresh WebSocket did not answer its ping in time.
+                self._core.cancel_ping(unanswered)
+                self._choice.fall_back(None)
+                self._abort_reason = (1001, "falling back to LongPoll", 0.1)
+            # Aborted by the core (heartbeat timeout: without waiting on a dead peer) or on
+            # request (disconnect(), reconnect()).
+            code, reason, grace = self._abort_reason or (1000, "", 0.1)
+            with trio.move_on_after(grace):
+                await transport.aclose(code, reason)
+            return code, reason
+        finally:
+            self._connection_scope = None
+            if self._closing is None:  # else aclose() finishes the close and closes the stream
+                self._transport = None
+                with trio.CancelScope(shield=True):
+                    await transport.abort()
+
+    async def _read(self, transport: AnyTransport) -> None:
+        core = self._core
+        receive_batch = transport.receive_batch
+        flow = self._flow
+        step = flow.SLICE
+        while True:
+            frames = await receive_batch()
+            for start in range(0, len(frames), step):
+                now = trio.current_time()
+                for frame in frames[start : start + step]:
+                    core.receive(frame, now)
+                self._pump()
+                if flow.delivered or flow.full:
+                    # Let the consumers run before routing more; wait while an
+                    # overflow="wait" subscription is full.
+                    await flow.pause()
+
+    async def _write(self) -> None:
+        """Send the core's frames on the current connection, all queued frames in one write.
+
+        One writer for the socket's whole life: frames go out in the order the core produced
+        them, and a connection loss only costs the frames of that connection (the core fails
+        their pushes)."""
+        core = self._core
+        while True:
+            transport = self._transport
+            frames = core.data_to_send() if transport is not None else None
+            if not frames:
+                self._send_wakeup = trio.Event()
+                await self._send_wakeup.wait()
+                continue
+            assert transport is not None
+            try:
+                await transport.send_many(frames)
+            except TransportClosed:
+                pass  # the reader sees the loss and reports it
+
+
+def owner_of(channel: ChannelCore | None) -> ChannelOwner:
+    """The Trio ``Channel`` of a core channel (every channel of a socket has one)."""
+    assert channel is not None
+    assert channel.owner is not None
+    return channel.owner
