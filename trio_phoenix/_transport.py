@@ -39,6 +39,7 @@ from websockets.uri import WebSocketURI
 
 from ._exceptions import ConnectError
 from ._network import open_stream
+from ._text_watch import TextWatch
 from .proto import Frame, redact_url
 
 __all__ = ["MAX_REJECTION_BODY", "Transport", "TransportClosed", "open_transport"]
@@ -98,6 +99,7 @@ class Transport:
         *,
         receive_buffer_size: int,
         early: Sequence[Event] = (),
+        early_data: bytes = b"",
     ) -> None:
         self._stream = stream
         self._early = list(early)  # frames that came in the same read as the handshake
@@ -110,6 +112,13 @@ class Transport:
         self.subprotocol = subprotocol
         #: Whether permessage-deflate was negotiated.
         self.compressed = bool(protocol.extensions)
+        # The protocol hands a frame over once it is complete; this validates the text of a
+        # frame that spans reads as it comes, to close with 1007 at the first invalid bytes.
+        # It is told how many bytes the protocol's reader holds after each read (the payload
+        # so far of the frame it waits for).
+        self._watch = TextWatch(compressed=self.compressed)
+        if early_data:
+            self._watch.feed(early_data, len(protocol.reader.buffer))
         self._receive_size = receive_buffer_size
         self._send_lock = trio.StrictFIFOLock()
         self._text: codecs.IncrementalDecoder | None = None  # a fragmented text message
@@ -218,7 +227,14 @@ class Transport:
                     assert isinstance(event, WsFrame)
                     if self._handle(event, frames):
                         break  # a message after an invalid one is not delivered
-                if self._check_failure() and frames:
+                failed = self._check_failure()
+                if not failed and self._watch.waiting:
+                    # The read ended inside a text frame: validate what came of it so far.
+                    reason = self._watch.check(self._text)
+                    if reason is not None:
+                        self._fail(CloseCode.INVALID_DATA, reason)
+                        failed = True
+                if failed and frames:
                     self._held = b"".join(protocol.data_to_send())
                     return frames  # before the error or close that followed them
             await self._flush()
@@ -235,6 +251,7 @@ class Transport:
                 data = b""
             if data:
                 protocol.receive_data(data)
+                self._watch.feed(data, len(protocol.reader.buffer))
             else:
                 protocol.receive_eof()
                 self._check_failure()
@@ -378,8 +395,9 @@ def rejection(url: str, status: int | None, body: bytes) -> ConnectError:
 
 async def _handshake(
     stream: trio.abc.Stream, protocol: ClientProtocol, url: str, receive_size: int
-) -> tuple[Response, list[Event]]:
-    """Read the server's answer to the upgrade request until the protocol has it.
+) -> tuple[Response, list[Event], bytes]:
+    """Read the server's answer to the upgrade request until the protocol has it; return it,
+    the frames that came with it, and the bytes after its head (those frames' bytes).
 
     A rejection's body is read up to ``MAX_REJECTION_BODY`` bytes, never more.
     """
@@ -403,7 +421,8 @@ async def _handshake(
                     raise rejection(url, event.status_code, bytes(event.body))
                 if exc is not None:
                     raise ConnectError(f"WebSocket handshake with {where} failed: {exc}") from None
-                return event, events[index + 1 :]  # frames that came with the response
+                after = bytes(received[received.find(b"\r\n\r\n") + 4 :])
+                return event, events[index + 1 :], after  # frames that came with the response
         if head_size is None:
             end = received.find(b"\r\n\r\n")
             if end >= 0:
@@ -478,13 +497,14 @@ async def open_transport(
             request.headers[name] = value
         protocol.send_request(request)
         await stream.send_all(b"".join(protocol.data_to_send()))
-        response, early = await _handshake(stream, protocol, url, receive_size)
+        response, early, early_data = await _handshake(stream, protocol, url, receive_size)
         transport = Transport(
             stream,
             protocol,
             response.headers.get("Sec-WebSocket-Protocol"),
             receive_buffer_size=receive_size,
             early=early,
+            early_data=early_data,
         )
         stream = None
         return transport

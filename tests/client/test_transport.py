@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import trustme
 from trio_websocket import WebSocketRequest, serve_websocket
 
 from tests.client.raw_hostile import frame, open_raw_server
-from tests.helpers import REAL_LIMIT
+from tests.helpers import LIMIT, REAL_LIMIT, in_memory_transport
 from trio_phoenix import ConnectError
 from trio_phoenix._transport import Transport, TransportClosed, open_transport
 from trio_phoenix.testing import PhoenixServerFactory, Reject, TestServer, demo_channels
@@ -287,5 +288,97 @@ async def test_fragmented_messages_are_joined() -> None:
                     received += await transport.receive_batch()
                 assert received == ["a\u2603z", b"\x00\x01"]
                 assert await connection.read_frame() == (0xA, b"ping")
+            finally:
+                await transport.abort()
+
+
+# -- fail-fast UTF-8: a text frame that spans reads ---------------------------------------------
+#
+# In memory (``in_memory_transport``), so that each send of the server is one read of the
+# client's.
+
+SNOWMAN = "\u2603".encode()
+
+
+def close_code(data: bytes | bytearray) -> int:
+    """The code of the client's (masked) close frame, after its pongs."""
+    while data[0] == 0x8A:
+        data = data[6 + (data[1] & 0x7F) :]
+    assert data[0] == 0x88, data
+    mask = data[2:6]
+    return int.from_bytes(bytes(b ^ mask[i] for i, b in enumerate(data[6:8])))
+
+
+@pytest.mark.parametrize(
+    ("sent", "reason"),
+    [
+        (frame(0x1, b"valid \xff" + b"x" * 100)[:10], "invalid start byte"),
+        (frame(0x1, b"valid \xff" + b"x" * 1000)[:12], "invalid start byte"),
+        (frame(0x1, b"valid \xff" + b"x" * 70_000)[:18], "invalid start byte"),
+        # A continuation that does not continue the character its message began.
+        (
+            frame(0x1, b"a" + SNOWMAN[:1], fin=False)
+            + frame(0x9, b"")
+            + frame(0x0, b"b" * 200)[:5],
+            "invalid continuation byte",
+        ),
+    ],
+    ids=["7-bit", "16-bit", "64-bit", "continuation"],
+)
+async def test_invalid_utf8_closes_with_1007_before_the_frame_is_complete(
+    sent: bytes, reason: str, autojump_clock: trio.abc.Clock
+) -> None:
+    """The rest of the frame never comes: the client must not wait for it."""
+    transport, server = in_memory_transport()
+    with trio.fail_after(LIMIT):
+        await server.send_all(sent)
+        with pytest.raises(TransportClosed) as closed:
+            await transport.receive_batch()
+        assert (closed.value.code, closed.value.reason) == (1007, f"invalid UTF-8: {reason}")
+        assert close_code(await server.receive_some()) == 1007
+        assert trio.current_time() == 0
+
+
+async def test_valid_text_cut_anywhere_is_delivered(autojump_clock: trio.abc.Clock) -> None:
+    """A character split between reads, a fragment's character finished by a continuation,
+    and a binary message's bytes (never UTF-8) are no reason to close."""
+    message = b"a" + SNOWMAN * 100
+    data = (
+        frame(0x1, message)
+        + frame(0x1, SNOWMAN[:1], fin=False)
+        + frame(0x0, SNOWMAN[1:] + b"b" * 200)
+        + frame(0x2, b"\xff" * 300)
+    )
+    transport, server = in_memory_transport()
+    received: list[object] = []
+
+    async def read() -> None:
+        while len(received) < 3:
+            received.extend(await transport.receive_batch())
+
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            for start in range(0, len(data), 101):  # 101 bytes a read: cuts characters
+                await server.send_all(data[start : start + 101])
+                await trio.testing.wait_all_tasks_blocked()
+                assert transport.closed is None
+    assert received == [message.decode(), "\u2603" + "b" * 200, b"\xff" * 300]
+
+
+async def test_frames_that_come_with_the_101_are_watched_too() -> None:
+    """The bytes after the response head are where the frame boundaries start."""
+    async with open_raw_server() as server:
+        server.greeting = frame(0x1, b"first") + frame(0x1, b"ok \xff" + b"x" * 500)[:20]
+        server.serving = False
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=MAX)
+            try:
+                assert await transport.receive_batch() == ["first"]
+                with pytest.raises(TransportClosed) as closed:
+                    await transport.receive_batch()
+                assert closed.value.code == 1007
+                opcode, data = await server.connections[0].read_frame()
+                assert (opcode, int.from_bytes(data[:2])) == (0x8, 1007)
             finally:
                 await transport.abort()
