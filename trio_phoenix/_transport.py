@@ -3,8 +3,9 @@ background task.
 
 The engine is ``websockets.client.ClientProtocol`` (chosen by measurement: on our frames it
 parses about 2x faster than wsproto, see ``benchmarks/README.md``), driven by the socket's own
-tasks: the reader calls ``receive_batch()``, where one ``receive_some`` feeds the protocol and
-every complete message in it comes back as one list; the writer calls ``send_many(frames)``,
+tasks: the reader calls ``receive_batch()``, where every complete message of one
+``receive_some`` comes back as one list (whole unfragmented text and binary frames, the common
+case, are cut from the read directly; every other frame goes through the protocol, in order); the writer calls ``send_many(frames)``,
 which writes every queued frame in one ``send_all``. Pings are answered and the server's close
 is echoed by the protocol itself; the reply goes out before the reader reads again.
 
@@ -34,7 +35,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, PayloadTooBig
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import CloseCode, Frame as WsFrame, Opcode
 from websockets.http11 import Response
-from websockets.protocol import Event, State
+from websockets.protocol import State
 from websockets.uri import WebSocketURI
 
 from ._exceptions import ConnectError
@@ -97,10 +98,11 @@ class Transport:
         subprotocol: str | None,
         *,
         receive_buffer_size: int,
-        early: Sequence[Event] = (),
+        max_message_size: int | None = None,
+        early: bytes = b"",
     ) -> None:
         self._stream = stream
-        self._early = list(early)  # frames that came in the same read as the handshake
+        self._early = early  # what came after the handshake's response, in the same read
         # What the protocol queued when the connection ended (a close frame, after an invalid
         # frame or the server's close) in a read that also brought messages: held back until
         # the caller has handled those messages and read again, so that what it sends in
@@ -120,6 +122,12 @@ class Transport:
         self._close_received = trio.Event()
         self._done = False  # the reader must stop: close received, protocol error, EOF
         self._reading = False
+        # The fast path of ``_feed`` (no compression): whole unfragmented data frames are cut
+        # from a read here; every other frame goes through the protocol.
+        self._fast = not protocol.extensions
+        self._max_size = max_message_size
+        self._owed = 0  # bytes of the frame the protocol is in the middle of
+        self._head = b""  # an incomplete frame header, held until the next read
 
     @property
     def closed(self) -> TransportClosed | None:
@@ -208,19 +216,16 @@ class Transport:
                 await self._write(held)
             except TransportClosed:
                 pass
+        frames: list[Frame] = []
         while True:
-            frames: list[Frame] = []
             if not self._done:
-                events = protocol.events_received()
-                if self._early:
-                    events, self._early = self._early + events, []
-                for event in events:
+                for event in protocol.events_received():
                     assert isinstance(event, WsFrame)
                     if self._handle(event, frames):
                         break  # a message after an invalid one is not delivered
-                if self._check_failure() and frames:
-                    self._held = b"".join(protocol.data_to_send())
-                    return frames  # before the error or close that followed them
+            if self._check_failure() and frames:
+                self._held = b"".join(protocol.data_to_send())
+                return frames  # before the error or close that followed them
             await self._flush()
             if self._done:
                 await trio.aclose_forcefully(self._stream)
@@ -229,16 +234,98 @@ class Transport:
             if self._done:
                 assert self._closed is not None
                 raise self._closed
-            try:
-                data = await self._stream.receive_some(self._receive_size)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if data:
-                protocol.receive_data(data)
+            data: bytes | bytearray
+            if self._early:
+                data, self._early = self._early, b""
             else:
+                try:
+                    data = await self._stream.receive_some(self._receive_size)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+            if not data:
+                if self._head:
+                    protocol.receive_data(self._head)
                 protocol.receive_eof()
                 self._check_failure()
                 self._lost()
+            elif self._fast:
+                self._feed(data, frames)
+            else:
+                protocol.receive_data(data)
+
+    def _feed(self, data: bytes | bytearray, frames: list[Frame]) -> None:
+        """Take one read: whole unfragmented text and binary frames become messages here
+        (the common case, without the protocol's per-frame parsing); every other frame (a
+        control frame, a fragment, a frame the read ends in, anything invalid) goes to the
+        protocol, whose events are handled at once, so messages keep their order."""
+        protocol = self._protocol
+        owed = self._owed
+        if owed:  # the rest of a frame the protocol is parsing
+            if len(data) <= owed:
+                self._owed = owed - len(data)
+                protocol.receive_data(data)
+                return
+            self._owed = 0
+            protocol.receive_data(data[:owed])
+            if self._take_events(frames):
+                return
+            data = data[owed:]
+        if self._head:
+            data = self._head + data
+            self._head = b""
+        size = len(data)
+        limit = self._max_size
+        offset = 0
+        while offset < size:
+            start = offset + 2
+            if start > size:
+                self._head = bytes(data[offset:])
+                return
+            first, second = data[offset], data[offset + 1]
+            if second & 0x80:  # masked: the protocol fails the connection
+                self._fast = False
+                protocol.receive_data(data[offset:])
+                self._take_events(frames)
+                return
+            length = second
+            if length >= 126:
+                start += 2 if length == 126 else 8
+                if start > size:
+                    self._head = bytes(data[offset:])
+                    return
+                length = int.from_bytes(data[offset + 2 : start])
+            end = start + length
+            if (
+                (first == 0x81 or first == 0x82)  # FIN, no RSV bits, text or binary
+                and end <= size
+                and (limit is None or length <= limit)
+                and protocol.current_size is None  # not in the middle of a fragmented message
+            ):
+                if first == 0x81:
+                    try:
+                        frames.append(data[start:end].decode())
+                    except UnicodeDecodeError as exc:
+                        self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
+                        return
+                else:
+                    frames.append(bytes(data[start:end]))
+                offset = end
+                continue
+            protocol.receive_data(data[offset:end])
+            if end > size:
+                self._owed = end - size
+                return
+            if self._take_events(frames):
+                return
+            offset = end
+
+    def _take_events(self, frames: list[Frame]) -> bool:
+        """Handle what the protocol parsed; return whether the connection is done."""
+        for event in self._protocol.events_received():
+            assert isinstance(event, WsFrame)
+            if self._handle(event, frames):
+                return True
+        return self._done or self._protocol.parser_exc is not None
 
     def _check_failure(self) -> bool:
         """After the protocol failed the connection (a protocol error, invalid UTF-8, a
@@ -378,8 +465,9 @@ def rejection(url: str, status: int | None, body: bytes) -> ConnectError:
 
 async def _handshake(
     stream: trio.abc.Stream, protocol: ClientProtocol, url: str, receive_size: int
-) -> tuple[Response, list[Event]]:
-    """Read the server's answer to the upgrade request until the protocol has it.
+) -> tuple[Response, bytes]:
+    """Read the server's answer to the upgrade request until the protocol has it; return it
+    and the bytes that came after it (frames), which the protocol has not seen.
 
     A rejection's body is read up to ``MAX_REJECTION_BODY`` bytes, never more.
     """
@@ -388,29 +476,33 @@ async def _handshake(
     status: int | None = None
     bound = MAX_REJECTION_BODY  # the body's Content-Length, if smaller
     head_size: int | None = None
+    fed = 0  # how much of ``received`` the protocol has seen
     while True:
         data = await stream.receive_some(receive_size)
+        received += data
+        if head_size is None:
+            end = received.find(b"\r\n\r\n")
+            if end >= 0:
+                head_size = end + 4
+                status, bound = _status_of(bytes(received[:end]))
         if data:
-            protocol.receive_data(bytes(data))
-            received += data
+            # An upgrade's frames stay out of the protocol: the transport takes them.
+            upto = head_size if status == 101 and head_size is not None else len(received)
+            if upto > fed:
+                protocol.receive_data(bytes(received[fed:upto]))
+                fed = upto
         else:
             protocol.receive_eof()
-        events = protocol.events_received()
-        for index, event in enumerate(events):
+        for event in protocol.events_received():
             if isinstance(event, Response):
                 exc = protocol.handshake_exc
                 if isinstance(exc, InvalidStatus):
                     raise rejection(url, event.status_code, bytes(event.body))
                 if exc is not None:
                     raise ConnectError(f"WebSocket handshake with {where} failed: {exc}") from None
-                return event, events[index + 1 :]  # frames that came with the response
-        if head_size is None:
-            end = received.find(b"\r\n\r\n")
-            if end >= 0:
-                head_size = end + 4
-                status, bound = _status_of(bytes(received[:end]))
-            elif len(received) > _MAX_RESPONSE_HEAD:
-                raise ConnectError(f"WebSocket handshake with {where} failed: head too large")
+                return event, bytes(received[fed:])
+        if head_size is None and len(received) > _MAX_RESPONSE_HEAD:
+            raise ConnectError(f"WebSocket handshake with {where} failed: head too large")
         if status is not None and status != 101:
             assert head_size is not None
             body = bytes(received[head_size:])
@@ -484,6 +576,7 @@ async def open_transport(
             protocol,
             response.headers.get("Sec-WebSocket-Protocol"),
             receive_buffer_size=receive_size,
+            max_message_size=max_message_size,
             early=early,
         )
         stream = None
