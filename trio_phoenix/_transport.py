@@ -5,9 +5,10 @@ The engine is ``websockets.client.ClientProtocol`` (chosen by measurement: on ou
 parses about 2x faster than wsproto, see ``benchmarks/README.md``), driven by the socket's own
 tasks: the reader calls ``receive_batch()``, where every complete message of one
 ``receive_some`` comes back as one list (whole unfragmented text and binary frames, the common
-case, are cut from the read directly; every other frame goes through the protocol, in order); the writer calls ``send_many(frames)``,
-which writes every queued frame in one ``send_all``. Pings are answered and the server's close
-is echoed by the protocol itself; the reply goes out before the reader reads again.
+case, are cut from the read directly; every other frame goes through the protocol, in order);
+the writer calls ``send_many(frames)``, which writes every queued frame in one ``send_all``.
+Pings are answered and the server's close is echoed by the protocol itself; the reply goes out
+before the reader reads again.
 
 Bounds: ``max_message_size`` applies to a whole message (fragments add up) after
 decompression (permessage-deflate, when ``compress`` is asked for and the server accepts), so
