@@ -124,7 +124,7 @@ class SocketRuntime:
                     owner._deliver(event.message, event.size)
                 case PushReplied():
                     settle_push(event)
-                    self._flow.delivered = True  # the reader pauses: the pusher may push again
+                    self._flow.replied = True  # the reader pauses: the pusher may push again
                 case PushTimedOut() | PushFailed():
                     settle_push(event)
                 case ChannelJoined():
@@ -413,7 +413,7 @@ class SocketRuntime:
                 for frame in frames[start : start + step]:
                     core.receive(frame, now)
                 self._pump()
-                if flow.delivered or flow.full:
+                if flow.delivered or flow.replied or flow.full:
                     # Let the consumers run before routing more; wait while an
                     # overflow="wait" subscription is full.
                     await flow.pause()

@@ -380,3 +380,29 @@ async def test_the_fast_path_fails_what_the_protocol_fails(bad: bytes, cut: int)
     fast = await _received(list(chunks), fast=True, limit=1024)
     assert fast == await _received(list(chunks), fast=False, limit=1024)
     assert fast[0] == ["before"]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_frames_sent_are_what_a_server_parses(fast: bool) -> None:
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame as WsFrame
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+
+    stream = _Chunks([])
+    protocol = ClientProtocol(parse_uri("ws://x/"), state=State.OPEN, max_size=MAX)
+    transport = Transport(stream, protocol, None, receive_buffer_size=65536, max_message_size=MAX)
+    transport._fast = fast
+    frames: list[str | bytes] = ["", "\u2603", b"", b"\x00" * 125]
+    frames += ["x" * 126, b"\x01" * 65535, "y" * 65536]
+    await transport.send_many(frames)
+    server = ServerProtocol(state=State.OPEN, max_size=MAX)
+    server.receive_data(bytes(stream.sent))
+    received: list[str | bytes] = []
+    for event in server.events_received():
+        assert isinstance(event, WsFrame)
+        data = bytes(event.data)
+        received.append(data.decode() if event.opcode == 1 else data)
+    assert received == frames
+    assert server.parser_exc is None
