@@ -53,7 +53,26 @@ _KIND_BROADCAST: Final = 2
 _MAX_FIELD: Final = 255
 
 _json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_encode_json = _json_encoder.encode
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+
+
+def _encode_json(value: Any) -> str:
+    """``_json_encoder.encode(value)``: the same C encoder, made directly (the stdlib also
+    makes one per call, after building a float formatter it does not use)."""
+    if _c_make_encoder is None:  # pragma: no cover - CPython without its _json module
+        return _json_encoder.encode(value)
+    make = _c_make_encoder(
+        {},
+        _json_encoder.default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
+    )
+    return "".join(make(value, 0))
 
 
 def _reject_constant(name: str) -> Any:
