@@ -11,8 +11,9 @@ what runs. Rules it keeps:
 2. Three tasks per socket, in the nursery of ``_run``: the supervisor (opens each
    connection and reads it until it ends), the writer (sends the core's frames on the current
    connection, all queued frames in one write) and the timer task (feeds
-   ``trio.current_time()`` to the core when its next deadline passes). Only the writer writes,
-   so frames go out in the order the core produced them.
+   ``trio.current_time()`` to the core when its next deadline passes). One task writes at a
+   time (the writer, or a pushing task in `_pump_and_send`), taking the core's frames in
+   order, so frames go out in the order the core produced them.
 3. No task outlives ``open_socket``; the caller sees their own exception, never an internal
    ``ExceptionGroup``.
 """
