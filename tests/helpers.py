@@ -2,8 +2,8 @@
 
 Paths (``ROOT``, ``JS_DIR``), time limits (``LIMIT`` on ``autojump_clock``, ``REAL_LIMIT`` on the
 real clock), ``msg`` for a ``Message``, what the test server received (``wire``), the next
-lifecycle events (``next_events``, ``next_of``) and a TLS terminator in front of the plain
-test server (``terminate_tls``).
+lifecycle events (``next_events``, ``next_of``), one side of a TCP relay (``pipe``) and a TLS
+terminator in front of the plain test server (``terminate_tls``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ async def next_of(events: Subscription[LifecycleEvent], kind: type[LifecycleEven
     return trio.current_time()
 
 
-async def _pipe(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope) -> None:
+async def pipe(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope) -> None:
+    """Copy ``source`` to ``sink`` until either ends, then cancel ``done`` (one way of a relay)."""
     try:
         async for chunk in source:
             await sink.send_all(chunk)
@@ -77,8 +78,8 @@ async def terminate_tls(target_port: int, client: trio.SSLStream[trio.SocketStre
         await client.do_handshake()
         upstream = await trio.open_tcp_stream("127.0.0.1", target_port)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pipe, client, upstream, nursery.cancel_scope)
-            nursery.start_soon(_pipe, upstream, client, nursery.cancel_scope)
+            nursery.start_soon(pipe, client, upstream, nursery.cancel_scope)
+            nursery.start_soon(pipe, upstream, client, nursery.cancel_scope)
         await trio.aclose_forcefully(upstream)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client refused our certificate

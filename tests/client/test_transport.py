@@ -24,8 +24,7 @@ from tests.client.raw_hostile import frame, open_raw_server
 from tests.helpers import REAL_LIMIT
 from trio_phoenix import ConnectError
 from trio_phoenix._transport import Transport, TransportClosed, open_transport
-from trio_phoenix.testing import Reject, TestServer, demo_channels
-from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
+from trio_phoenix.testing import PhoenixServerFactory, Reject, TestServer, demo_channels
 
 MAX = 10_000_000
 
