@@ -106,7 +106,7 @@ class Transport:
         subprotocol: str | None,
         *,
         receive_buffer_size: int,
-        max_message_size: int | None = None,
+        max_message_size: int | None,
         early: bytes = b"",
     ) -> None:
         self._stream = stream
