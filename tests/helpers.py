@@ -108,4 +108,7 @@ def in_memory_transport(
     )
     if compressed:
         protocol.extensions = [PerMessageDeflate(False, False, 15, 15)]
-    return Transport(client, protocol, None, receive_buffer_size=65536), server
+    transport = Transport(
+        client, protocol, None, receive_buffer_size=65536, max_message_size=max_message_size
+    )
+    return transport, server

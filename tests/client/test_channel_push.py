@@ -46,6 +46,40 @@ async def test_push_returns_the_ok_response(
             ]
 
 
+async def test_concurrent_pushes_go_out_whole_and_in_ref_order(
+    server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    """A push writes its frame in its own task when nobody is writing, else the writer does:
+    either way frames keep the core's order, and a push cancelled while its frame is written
+    does not cut the frame."""
+    with trio.fail_after(LIMIT):
+        async with open_socket(server.url) as socket, socket.channel("echo:o") as channel:
+            scopes = [trio.CancelScope() for _ in range(60)]
+            replied: list[int] = []
+
+            async def pusher(index: int) -> None:
+                with scopes[index]:
+                    assert await channel.push("echo", {"i": index}) == {"i": index}
+                    replied.append(index)
+
+            async def canceller() -> None:
+                await trio.lowlevel.checkpoint()  # the pushes are being written now
+                for scope in scopes[::3]:
+                    scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                for index in range(60):
+                    nursery.start_soon(pusher, index)
+                nursery.start_soon(canceller)
+            sent = [payload["i"] for _, _, _, event, payload in wire(server) if event == "echo"]
+            refs = [int(ref or 0) for _, ref, _, event, _ in wire(server) if event == "echo"]
+            assert refs == sorted(refs)
+            assert set(replied) == {index for index in range(60) if index % 3}
+            assert set(replied) <= set(sent)
+            assert socket.statistics().malformed_frames == 0
+            assert await channel.push("echo", {"still": "fine"}) == {"still": "fine"}
+
+
 async def test_an_error_reply_raises_push_error(
     server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:

@@ -382,3 +382,119 @@ async def test_frames_that_come_with_the_101_are_watched_too() -> None:
                 assert (opcode, int.from_bytes(data[:2])) == (0x8, 1007)
             finally:
                 await transport.abort()
+
+
+# -- the fast path of whole data frames, against the protocol's own parsing --------------------
+
+
+class _Chunks(trio.abc.Stream):
+    """A stream that returns the given chunks from ``receive_some``, one per call, then EOF."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.sent = bytearray()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return self.chunks.pop(0) if self.chunks else b""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sent += data
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+_MIXED = [
+    frame(0x1, b"small"),
+    frame(0x2, b"\x00" * 200),  # a 16-bit length
+    frame(0x1, b"y" * 70_000),  # a 64-bit length
+    frame(0x9, b"ping"),
+    frame(0x1, "\u2603".encode()),
+    frame(0x1, b"frag", fin=False),
+    frame(0x0, b"ment"),
+    frame(0x1, b""),
+    frame(0x2, b""),
+    frame(0x1, b"last"),
+]
+_MIXED_MESSAGES = ["small", b"\x00" * 200, "y" * 70_000, "\u2603", "fragment", "", b"", "last"]
+
+
+async def _received(chunks: list[bytes], *, fast: bool, limit: int = MAX) -> tuple[list[Any], Any]:
+    """Every message and the end of a transport reading ``chunks`` (then a close frame)."""
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    stream = _Chunks(chunks)
+    protocol = ClientProtocol(parse_uri("ws://x/"), state=State.OPEN, max_size=limit)
+    transport = Transport(
+        stream, protocol, None, receive_buffer_size=65536, max_message_size=limit
+    )
+    transport._fast = fast
+    messages: list[Any] = []
+    while True:
+        try:
+            messages += await transport.receive_batch()
+        except TransportClosed as closed:
+            return messages, (closed.code, closed.reason, bool(stream.sent))
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 9, 11, 64, 199, 1000, 65536, 10**6])
+async def test_the_fast_path_reads_what_the_protocol_reads_at_any_cut(cut: int) -> None:
+    data = b"".join(_MIXED) + frame(0x8, (1000).to_bytes(2, "big") + b"bye")
+    chunks = [data[index : index + cut] for index in range(0, len(data), cut)]
+    fast = await _received(list(chunks), fast=True)
+    assert fast == await _received(list(chunks), fast=False)
+    assert fast == (_MIXED_MESSAGES, (1000, "bye", True))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        bytes([0x81, 0x85]) + b"mask" + b"hello",  # masked
+        frame(0x1, b"\xff"),  # invalid UTF-8
+        frame(0x1, b"x" * 2000),  # over the limit
+        frame(0x1, b"a", fin=False) + frame(0x1, b"b"),  # a new message inside a fragmented one
+        bytes([0xC1, 0]),  # RSV bits
+        bytes([0x83, 0]),  # a reserved opcode
+    ],
+    ids=["masked", "utf-8", "too-big", "no-continuation", "rsv", "opcode"],
+)
+@pytest.mark.parametrize("cut", [1, 3, 65536])
+async def test_the_fast_path_fails_what_the_protocol_fails(bad: bytes, cut: int) -> None:
+    data = frame(0x1, b"before") + bad + frame(0x1, b"after")
+    chunks = [data[index : index + cut] for index in range(0, len(data), cut)]
+    fast = await _received(list(chunks), fast=True, limit=1024)
+    assert fast == await _received(list(chunks), fast=False, limit=1024)
+    assert fast[0] == ["before"]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_frames_sent_are_what_a_server_parses(fast: bool) -> None:
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame as WsFrame
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+
+    stream = _Chunks([])
+    protocol = ClientProtocol(parse_uri("ws://x/"), state=State.OPEN, max_size=MAX)
+    transport = Transport(stream, protocol, None, receive_buffer_size=65536, max_message_size=MAX)
+    transport._fast = fast
+    frames: list[str | bytes] = ["", "\u2603", b"", b"\x00" * 125]
+    frames += ["x" * 126, b"\x01" * 65535, "y" * 65536]
+    await transport.send_many(frames)
+    server = ServerProtocol(state=State.OPEN, max_size=MAX)
+    server.receive_data(bytes(stream.sent))
+    received: list[str | bytes] = []
+    for event in server.events_received():
+        assert isinstance(event, WsFrame)
+        data = bytes(event.data)
+        received.append(data.decode() if event.opcode == 1 else data)
+    assert received == frames
+    assert server.parser_exc is None

@@ -41,6 +41,8 @@ def test_the_installed_decoder_is_named() -> None:
         "123456789012345678901234567890",  # orjson alone would give a float
         "18446744073709551615",
         "-9223372036854775808",
+        "-9223372036854775809",  # 19 digits, below int64: orjson alone would give a float
+        "[-9999999999999999999]",
         "1e-400",
         "-0.0",
         "0.1",
