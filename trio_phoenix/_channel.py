@@ -63,7 +63,6 @@ class SocketLink(Protocol):
     _flow: Flow
 
     def _pump(self) -> None: ...
-    async def _pump_and_send(self) -> None: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -264,7 +263,7 @@ class Channel:
         core = self._core
         push = core.push(event, {} if payload is None else payload, trio.current_time())
         push.waiter = waiter = Waiter()
-        await self._socket._pump_and_send()
+        self._socket._pump()
         try:
             return await waiter.wait()
         except trio.Cancelled:

@@ -11,9 +11,9 @@ what runs. Rules it keeps:
 2. Three tasks per socket, in the nursery of ``_run``: the supervisor (opens each
    connection and reads it until it ends), the writer (sends the core's frames on the current
    connection, all queued frames in one write) and the timer task (feeds
-   ``trio.current_time()`` to the core when its next deadline passes). One task writes at a
-   time (the writer, or a pushing task in `_pump_and_send`), taking the core's frames in
-   order, so frames go out in the order the core produced them.
+   ``trio.current_time()`` to the core when its next deadline passes). Only the writer
+   writes, so frames go out in the order the core produced them, and a caller's push never
+   waits in a write (a server that stops reading cannot hold a push past its deadline).
 3. No task outlives ``open_socket``; the caller sees their own exception, never an internal
    ``ExceptionGroup``.
 """
@@ -44,7 +44,7 @@ from ._options import (
 from ._outcomes import settle_push
 from ._subscription import Flow, Subscription
 from ._sync import Pulse
-from ._transport import Transport, TransportClosed
+from ._transport import TransportClosed
 from ._transports import AnyTransport
 from .proto import (
     ChannelCore,
@@ -98,7 +98,6 @@ class SocketRuntime:
     # for the server's close.
     _abort_reason: tuple[int, str, float] | None
     _send_wakeup: trio.Event
-    _sending: bool  # a task (the writer, or a caller in `_send_now`) is writing frames
     _timer_scope: trio.CancelScope | None
     # Fired on every change of the core's connection state, and when a reconnect is due.
     _state_changed: Pulse
@@ -185,7 +184,7 @@ class SocketRuntime:
                     )
                 case _ as unreachable:  # pragma: no cover
                     assert_never(unreachable)
-        if core.has_data_to_send and not self._sending:
+        if core.has_data_to_send:
             self._send_wakeup.set()  # (a writing task looks for more frames when done)
         scope = self._timer_scope
         if scope is not None:
@@ -428,46 +427,16 @@ class SocketRuntime:
         core = self._core
         while True:
             transport = self._transport
-            frames = core.data_to_send() if transport is not None and not self._sending else None
+            frames = core.data_to_send() if transport is not None else None
             if not frames:
                 self._send_wakeup = trio.Event()
                 await self._send_wakeup.wait()
                 continue
             assert transport is not None
-            self._sending = True
             try:
                 await transport.send_many(frames)
             except TransportClosed:
                 pass  # the reader sees the loss and reports it
-            finally:
-                self._sending = False
-
-    async def _pump_and_send(self) -> None:
-        """``_pump()``, then write the core's frames in the calling task when nobody is
-        writing: a push's frame goes out without waiting for the writer task's turn (and the
-        writer is not woken for nothing). Frames keep the core's order: they are taken from
-        the core and written by one task at a time.
-
-        The write is shielded from cancellation (a frame cut in half would break the
-        connection); it only waits when TCP pushes back, until the server reads or the
-        connection is closed (at the latest by the heartbeat timeout)."""
-        transport = self._transport
-        if self._sending or not isinstance(transport, Transport):
-            self._pump()
-            return
-        self._sending = True  # the pump leaves the writer asleep
-        try:
-            self._pump()
-            frames = self._core.data_to_send()
-            if frames:
-                with trio.CancelScope(shield=True):
-                    await transport.send_many(frames)
-        except TransportClosed:
-            pass  # the reader sees the loss and reports it
-        finally:
-            self._sending = False
-            if self._core.has_data_to_send:
-                self._send_wakeup.set()
 
 
 def owner_of(channel: ChannelCore | None) -> ChannelOwner:

@@ -156,7 +156,6 @@ class Socket(SocketRuntime):
         self._attempt_scope: trio.CancelScope | None = None
         self._abort_reason: tuple[int, str, float] | None = None
         self._send_wakeup = trio.Event()
-        self._sending = False
         self._timer_scope: trio.CancelScope | None = None
         self._state_changed = Pulse()
         self._lifecycle: list[Subscription[life.LifecycleEvent]] = []

@@ -49,9 +49,8 @@ async def test_push_returns_the_ok_response(
 async def test_concurrent_pushes_go_out_whole_and_in_ref_order(
     server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:
-    """A push writes its frame in its own task when nobody is writing, else the writer does:
-    either way frames keep the core's order, and a push cancelled while its frame is written
-    does not cut the frame."""
+    """Frames of concurrent pushes, some cancelled on the way, go out whole and in the core's
+    order."""
     with trio.fail_after(LIMIT):
         async with open_socket(server.url) as socket, socket.channel("echo:o") as channel:
             scopes = [trio.CancelScope() for _ in range(60)]
@@ -78,6 +77,22 @@ async def test_concurrent_pushes_go_out_whole_and_in_ref_order(
             assert set(replied) <= set(sent)
             assert socket.statistics().malformed_frames == 0
             assert await channel.push("echo", {"still": "fine"}) == {"still": "fine"}
+
+
+async def test_a_push_keeps_its_deadline_while_the_server_reads_nothing(
+    server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    """A server that stops reading fills the TCP buffers: a push's deadline still holds (its
+    frame waits in the writer's queue; the push is never stuck in a write)."""
+    with trio.fail_after(LIMIT):
+        async with open_socket(server.url) as socket, socket.channel("echo:full") as channel:
+            server.accepted_connections[0].stall()
+            big = "x" * 1_000_000
+            for _ in range(40):  # far more than the loopback buffers hold
+                start = trio.current_time()
+                with trio.move_on_after(1):
+                    await channel.push("echo", {"b": big})
+                assert trio.current_time() - start == pytest.approx(1.0)
 
 
 async def test_an_error_reply_raises_push_error(
