@@ -41,7 +41,9 @@ settings.load_profile("trio_phoenix")
 CLIENT_TEST_MODULES = frozenset(
     {
         "tests.client.test_socket",
-        "tests.client.test_channel",
+        "tests.client.test_channel_join",
+        "tests.client.test_channel_rejoin",
+        "tests.client.test_channel_push",
         "tests.client.test_subscription",
         "tests.client.test_presence_view",
         "tests.client.test_transport",

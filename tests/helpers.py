@@ -2,8 +2,9 @@
 
 Paths (``ROOT``, ``JS_DIR``), time limits (``LIMIT`` on ``autojump_clock``, ``REAL_LIMIT`` on the
 real clock), ``msg`` for a ``Message``, what the test server received (``wire``), the next
-lifecycle events (``next_events``, ``next_of``) and a TLS terminator in front of the plain
-test server (``terminate_tls``).
+lifecycle events (``next_events``, ``next_of``), one side of a TCP relay (``pipe``), a TLS
+terminator in front of the plain test server (``terminate_tls``) and a WebSocket transport on
+a memory stream (``in_memory_transport``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from trio_phoenix.proto import Message
 
 if TYPE_CHECKING:
     from trio_phoenix import LifecycleEvent, Subscription
+    from trio_phoenix._transport import Transport
     from trio_phoenix.testing import TestServer
 
 #: The root of the repository, and the npm packages of tests/js (phoenix.js, ws).
@@ -57,7 +59,8 @@ async def next_of(events: Subscription[LifecycleEvent], kind: type[LifecycleEven
     return trio.current_time()
 
 
-async def _pipe(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope) -> None:
+async def pipe(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope) -> None:
+    """Copy ``source`` to ``sink`` until either ends, then cancel ``done`` (one way of a relay)."""
     try:
         async for chunk in source:
             await sink.send_all(chunk)
@@ -77,10 +80,35 @@ async def terminate_tls(target_port: int, client: trio.SSLStream[trio.SocketStre
         await client.do_handshake()
         upstream = await trio.open_tcp_stream("127.0.0.1", target_port)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pipe, client, upstream, nursery.cancel_scope)
-            nursery.start_soon(_pipe, upstream, client, nursery.cancel_scope)
+            nursery.start_soon(pipe, client, upstream, nursery.cancel_scope)
+            nursery.start_soon(pipe, upstream, client, nursery.cancel_scope)
         await trio.aclose_forcefully(upstream)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client refused our certificate
     finally:
         await trio.aclose_forcefully(client)
+
+
+def in_memory_transport(
+    *, compressed: bool = False, max_message_size: int = 10_000_000
+) -> tuple[Transport, trio.abc.Stream]:
+    """The client's WebSocket transport, open, on one end of a memory stream pair; the other
+    end is the server's. Each ``send_all`` of the server is one read of the client's (when the
+    client reads before the next one). ``compressed``: permessage-deflate negotiated."""
+    import trio.testing
+    from websockets.extensions.permessage_deflate import PerMessageDeflate
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    from trio_phoenix._transport import Transport, _ClientProtocol
+
+    client, server = trio.testing.memory_stream_pair()
+    protocol = _ClientProtocol(
+        parse_uri("ws://test/"), state=State.OPEN, max_size=max_message_size
+    )
+    if compressed:
+        protocol.extensions = [PerMessageDeflate(False, False, 15, 15)]
+    transport = Transport(
+        client, protocol, None, receive_buffer_size=65536, max_message_size=max_message_size
+    )
+    return transport, server

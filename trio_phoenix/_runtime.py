@@ -13,7 +13,9 @@ what runs. Rules it keeps:
    current connection, all queued frames in one write) and the timer task (feeds
    ``trio.current_time()`` to the core when its next deadline passes; apart from the writer,
    so that a write blocked on a dead peer does not hold back the heartbeat timeout). Only the
-   writer writes, so frames go out in the order the core produced them.
+   writer writes, so frames go out in the order the core produced them, and a caller's push
+   never waits in a write (a server that stops reading cannot hold a push past its
+   deadline).
 3. No task outlives ``open_socket``; the caller sees their own exception, never an internal
    ``ExceptionGroup``.
 """
@@ -124,7 +126,7 @@ class SocketRuntime:
                     owner._deliver(event.message, event.size)
                 case PushReplied():
                     settle_push(event)
-                    self._flow.delivered = True  # the reader pauses: the pusher may push again
+                    self._flow.replied = True  # the reader pauses: the pusher may push again
                 case PushTimedOut() | PushFailed():
                     settle_push(event)
                 case ChannelJoined():
@@ -185,7 +187,7 @@ class SocketRuntime:
                 case _ as unreachable:  # pragma: no cover
                     assert_never(unreachable)
         if core.has_data_to_send:
-            self._send_wakeup.set()
+            self._send_wakeup.set()  # (a writing task looks for more frames when done)
         scope = self._timer_scope
         if scope is not None:
             deadline = core.next_deadline()
@@ -417,7 +419,7 @@ class SocketRuntime:
                 for frame in frames[start : start + step]:
                     core.receive(frame, now)
                 self._pump()
-                if flow.delivered or flow.full:
+                if flow.delivered or flow.replied or flow.full:
                     # Let the consumers run before routing more; wait while an
                     # overflow="wait" subscription is full.
                     await flow.pause()

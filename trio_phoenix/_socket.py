@@ -131,6 +131,7 @@ class Socket(SocketRuntime):
         self._auth_token = auth_token
         self._ssl_context = ssl_context
         self._max_message_size = max_message_size
+        self._transport_name = transport
         self._choice = TransportChoice(
             longpoll=transport == "longpoll",
             fallback=longpoll_fallback,
@@ -191,6 +192,12 @@ class Socket(SocketRuntime):
         url callable, the URL it returned for the latest connect attempt (``""`` before
         the first)."""
         return self._url
+
+    @property
+    def transport(self) -> TransportName:
+        """The transport of the socket's connections: the ``transport`` option, or
+        ``"longpoll"`` once a ``longpoll_fallback`` happened (for the socket's life)."""
+        return "longpoll" if self._choice.longpoll else self._transport_name
 
     def channel(
         self, topic: str, params: Any = None, *, timeout: float | EllipsisType | None = ...

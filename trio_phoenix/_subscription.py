@@ -85,7 +85,7 @@ class Flow:
     must get through.
     """
 
-    __slots__ = ("_closed", "_room", "delivered", "full")
+    __slots__ = ("_closed", "_room", "delivered", "full", "replied")
 
     #: The reader routes at most this many frames of a read between two pauses, so that a
     #: consumer that keeps up never sees more than this many arrive at once, and pushes woken
@@ -96,6 +96,8 @@ class Flow:
         #: Set by every message handed to a subscription and every reply handed to a push;
         #: cleared by `pause`.
         self.delivered = False
+        #: Set by every reply handed to a push; cleared by `pause`.
+        self.replied = False
         #: How many "wait" subscriptions are full now.
         self.full = 0
         self._closed = False
@@ -108,8 +110,13 @@ class Flow:
 
     async def pause(self) -> None:
         """Yield once; then wait while a "wait" subscription is full (a cancellation point)."""
-        self.delivered = False
+        replied = self.replied
+        self.delivered = self.replied = False
         await trio.lowlevel.checkpoint()
+        if replied:
+            # Once more, so that the pushes woken by replies run (and send their next push)
+            # before the reader reads again, whichever order the scheduler picked.
+            await trio.lowlevel.checkpoint()
         while self.blocked:
             room = self._room = trio.Event()
             await room.wait()

@@ -3,10 +3,12 @@ background task.
 
 The engine is ``websockets.client.ClientProtocol`` (chosen by measurement: on our frames it
 parses about 2x faster than wsproto, see ``benchmarks/README.md``), driven by the socket's own
-tasks: the reader calls ``receive_batch()``, where one ``receive_some`` feeds the protocol and
-every complete message in it comes back as one list; the writer calls ``send_many(frames)``,
-which writes every queued frame in one ``send_all``. Pings are answered and the server's close
-is echoed by the protocol itself; the reply goes out before the reader reads again.
+tasks: the reader calls ``receive_batch()``, where every complete message of one
+``receive_some`` comes back as one list (whole unfragmented text and binary frames, the common
+case, are cut from the read directly; every other frame goes through the protocol, in order);
+the writer calls ``send_many(frames)``, which writes every queued frame in one ``send_all``.
+Pings are answered and the server's close is echoed by the protocol itself; the reply goes out
+before the reader reads again.
 
 Bounds: ``max_message_size`` applies to a whole message (fragments add up) after
 decompression (permessage-deflate, when ``compress`` is asked for and the server accepts), so
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import codecs
 import logging
+import os
 import ssl
+import struct
 from collections.abc import Sequence
 from typing import Final
 from urllib.parse import urlsplit
@@ -30,24 +34,25 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHandshake, InvalidStatus, PayloadTooBig
+from websockets.exceptions import InvalidHandshake, PayloadTooBig
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import CloseCode, Frame as WsFrame, Opcode
-from websockets.http11 import Response
-from websockets.protocol import Event, State
+from websockets.protocol import State
 from websockets.uri import WebSocketURI
 
 from ._exceptions import ConnectError
+from ._handshake import MAX_REJECTION_BODY, handshake, rejection
 from ._network import open_stream
+from ._text_watch import TextWatch
 from .proto import Frame, redact_url
 
-__all__ = ["MAX_REJECTION_BODY", "Transport", "TransportClosed", "open_transport"]
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets without its C extension
+    from websockets.utils import apply_mask
 
-#: How much of a rejected upgrade's response body is read (and kept in ``ConnectError.body``);
-#: the rest is never read: the connection is closed.
-MAX_REJECTION_BODY: Final = 65536
-#: The most a response head (status line and headers) may take before the handshake fails.
-_MAX_RESPONSE_HEAD: Final = 65536
+__all__ = ["MAX_REJECTION_BODY", "Transport", "TransportClosed", "open_transport", "rejection"]
+
 
 _TEXT: Final = Opcode.TEXT
 _BINARY: Final = Opcode.BINARY
@@ -97,10 +102,11 @@ class Transport:
         subprotocol: str | None,
         *,
         receive_buffer_size: int,
-        early: Sequence[Event] = (),
+        max_message_size: int | None,
+        early: bytes = b"",
     ) -> None:
         self._stream = stream
-        self._early = list(early)  # frames that came in the same read as the handshake
+        self._early = early  # what came after the handshake's response, in the same read
         # What the protocol queued when the connection ended (a close frame, after an invalid
         # frame or the server's close) in a read that also brought messages: held back until
         # the caller has handled those messages and read again, so that what it sends in
@@ -110,6 +116,13 @@ class Transport:
         self.subprotocol = subprotocol
         #: Whether permessage-deflate was negotiated.
         self.compressed = bool(protocol.extensions)
+        # The protocol hands a frame over once it is complete; this validates the text of a
+        # frame that spans reads as it comes, to close with 1007 at the first invalid bytes.
+        # It is told how many bytes the protocol's reader holds after each read (the payload
+        # so far of the frame it waits for).
+        # Sees every byte the protocol gets (not the frames the fast path cuts whole), to fail
+        # a text frame that spans reads as soon as its invalid bytes arrive.
+        self._watch = TextWatch(compressed=self.compressed)
         self._receive_size = receive_buffer_size
         self._send_lock = trio.StrictFIFOLock()
         self._text: codecs.IncrementalDecoder | None = None  # a fragmented text message
@@ -121,6 +134,12 @@ class Transport:
         self._done = False  # the reader must stop: close received, protocol error, EOF
         self._reading = False
         self._closer_reads = False  # aclose() reads the stream (to the server's close)
+        # The fast path of ``_feed`` (no compression): whole unfragmented data frames are cut
+        # from a read here; every other frame goes through the protocol.
+        self._fast = not protocol.extensions
+        self._max_size = max_message_size
+        self._owed = 0  # bytes of the frame the protocol is in the middle of
+        self._head = b""  # an incomplete frame header, held until the next read
 
     @property
     def closed(self) -> TransportClosed | None:
@@ -174,6 +193,18 @@ class Transport:
             self._lost()
             assert self._closed is not None
             raise self._closed
+        if self._fast:  # no extension: the frames are written as the protocol would
+            await self._write(
+                b"".join(
+                    [
+                        _masked(0x81, frame.encode())
+                        if isinstance(frame, str)
+                        else _masked(0x82, frame)
+                        for frame in frames
+                    ]
+                )
+            )
+            return
         for frame in frames:
             if isinstance(frame, str):
                 protocol.send_text(frame.encode())
@@ -215,19 +246,23 @@ class Transport:
                 await self._write(held)
             except TransportClosed:
                 pass
+        frames: list[Frame] = []
         while True:
-            frames: list[Frame] = []
             if not self._done:
-                events = protocol.events_received()
-                if self._early:
-                    events, self._early = self._early + events, []
-                for event in events:
+                for event in protocol.events_received():
                     assert isinstance(event, WsFrame)
                     if self._handle(event, frames):
                         break  # a message after an invalid one is not delivered
-                if self._check_failure() and frames:
-                    self._held = b"".join(protocol.data_to_send())
-                    return frames  # before the error or close that followed them
+            failed = self._check_failure()
+            if not failed and self._watch.waiting:
+                # The read ended inside a text frame: validate what came of it so far.
+                reason = self._watch.check(self._text)
+                if reason is not None:
+                    self._fail(CloseCode.INVALID_DATA, reason)
+                    failed = True
+            if failed and frames:
+                self._held = b"".join(protocol.data_to_send())
+                return frames  # before the error or close that followed them
             await self._flush()
             if self._done:
                 await trio.aclose_forcefully(self._stream)
@@ -236,16 +271,104 @@ class Transport:
             if self._done:
                 assert self._closed is not None
                 raise self._closed
-            try:
-                data = await self._stream.receive_some(self._receive_size)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if data:
-                protocol.receive_data(data)
+            data: bytes | bytearray
+            if self._early:
+                data, self._early = self._early, b""
             else:
+                try:
+                    data = await self._stream.receive_some(self._receive_size)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+            if not data:
+                if self._head:
+                    protocol.receive_data(self._head)
                 protocol.receive_eof()
                 self._check_failure()
                 self._lost()
+            elif self._fast:
+                self._feed(data, frames)
+            else:
+                self._give(data)
+
+    def _feed(self, data: bytes | bytearray, frames: list[Frame]) -> None:
+        """Take one read: whole unfragmented text and binary frames become messages here
+        (the common case, without the protocol's per-frame parsing); every other frame (a
+        control frame, a fragment, a frame the read ends in, anything invalid) goes to the
+        protocol, whose events are handled at once, so messages keep their order."""
+        protocol = self._protocol
+        owed = self._owed
+        if owed:  # the rest of a frame the protocol is parsing
+            if len(data) <= owed:
+                self._owed = owed - len(data)
+                self._give(data)
+                return
+            self._owed = 0
+            self._give(data[:owed])
+            if self._take_events(frames):
+                return
+            data = data[owed:]
+        if self._head:
+            data = self._head + data
+            self._head = b""
+        size = len(data)
+        limit = self._max_size
+        offset = 0
+        while offset < size:
+            start = offset + 2
+            if start > size:
+                self._head = bytes(data[offset:])
+                return
+            first, second = data[offset], data[offset + 1]
+            if second & 0x80:  # masked: the protocol fails the connection
+                self._fast = False
+                self._give(data[offset:])
+                self._take_events(frames)
+                return
+            length = second
+            if length >= 126:
+                start += 2 if length == 126 else 8
+                if start > size:
+                    self._head = bytes(data[offset:])
+                    return
+                length = int.from_bytes(data[offset + 2 : start])
+            end = start + length
+            if (
+                (first == 0x81 or first == 0x82)  # FIN, no RSV bits, text or binary
+                and end <= size
+                and (limit is None or length <= limit)
+                and protocol.current_size is None  # not in the middle of a fragmented message
+            ):
+                if first == 0x81:
+                    try:
+                        frames.append(data[start:end].decode())
+                    except UnicodeDecodeError as exc:
+                        self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
+                        return
+                else:
+                    frames.append(bytes(data[start:end]))
+                offset = end
+                continue
+            self._give(data[offset:end])
+            if end > size:
+                self._owed = end - size
+                return
+            if self._take_events(frames):
+                return
+            offset = end
+
+    def _give(self, data: bytes | bytearray) -> None:
+        """Hand bytes to the protocol, and show them to the text watch."""
+        protocol = self._protocol
+        protocol.receive_data(data)
+        self._watch.feed(data, len(protocol.reader.buffer))
+
+    def _take_events(self, frames: list[Frame]) -> bool:
+        """Handle what the protocol parsed; return whether the connection is done."""
+        for event in self._protocol.events_received():
+            assert isinstance(event, WsFrame)
+            if self._handle(event, frames):
+                return True
+        return self._done or self._protocol.parser_exc is not None
 
     def _check_failure(self) -> bool:
         """After the protocol failed the connection (a protocol error, invalid UTF-8, a
@@ -362,85 +485,18 @@ class Transport:
         await trio.aclose_forcefully(self._stream)
 
 
-def _status_of(head: bytes) -> tuple[int | None, int]:
-    """The status code of a response head (``b"HTTP/1.1 403 ..."``), if it has one, and its
-    ``Content-Length`` (or ``MAX_REJECTION_BODY``)."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    status = None
-    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
-        status = int(parts[1])
-    length = MAX_REJECTION_BODY
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and value.strip().isdigit():
-            length = min(length, int(value.strip()))
-    return status, length
-
-
-def rejection(url: str, status: int | None, body: bytes) -> ConnectError:
-    parts = urlsplit(url)
-    hint = ""
-    if status == 404:
-        hint = (
-            f" (nothing at {parts.path or '/'}; give open_socket the socket's mount point,"
-            ' e.g. "ws://host/socket": "/websocket" is added)'
-        )
-    return ConnectError(
-        f"the server refused the WebSocket upgrade to {redact_url(url)}: HTTP {status}{hint}",
-        status=status,
-        body=body[:MAX_REJECTION_BODY],
-    )
-
-
-async def _handshake(
-    stream: trio.abc.Stream, protocol: ClientProtocol, url: str, receive_size: int
-) -> tuple[Response, list[Event]]:
-    """Read the server's answer to the upgrade request until the protocol has it.
-
-    A rejection's body is read up to ``MAX_REJECTION_BODY`` bytes, never more.
-    """
-    where = redact_url(url)
-    received = bytearray()
-    status: int | None = None
-    bound = MAX_REJECTION_BODY  # the body's Content-Length, if smaller
-    head_size: int | None = None
-    while True:
-        data = await stream.receive_some(receive_size)
-        if data:
-            protocol.receive_data(bytes(data))
-            received += data
-        else:
-            protocol.receive_eof()
-        events = protocol.events_received()
-        for index, event in enumerate(events):
-            if isinstance(event, Response):
-                exc = protocol.handshake_exc
-                if isinstance(exc, InvalidStatus):
-                    raise rejection(url, event.status_code, bytes(event.body))
-                if exc is not None:
-                    raise ConnectError(f"WebSocket handshake with {where} failed: {exc}") from None
-                return event, events[index + 1 :]  # frames that came with the response
-        if head_size is None:
-            end = received.find(b"\r\n\r\n")
-            if end >= 0:
-                head_size = end + 4
-                status, bound = _status_of(bytes(received[:end]))
-            elif len(received) > _MAX_RESPONSE_HEAD:
-                raise ConnectError(f"WebSocket handshake with {where} failed: head too large")
-        if status is not None and status != 101:
-            assert head_size is not None
-            body = bytes(received[head_size:])
-            # The protocol reads a body to its end (or gives up on a large one); we read at
-            # most MAX_REJECTION_BODY bytes of it.
-            if not data or len(body) >= min(bound, MAX_REJECTION_BODY):
-                raise rejection(url, status, body)
-        elif protocol.handshake_exc is not None:
-            raise ConnectError(
-                f"WebSocket handshake with {where} failed: {protocol.handshake_exc}"
-            ) from None
-        if not data:
-            raise ConnectError(f"WebSocket handshake with {where} failed: connection closed")
+def _masked(first: int, data: bytes) -> bytes:
+    """A client frame: ``first`` is the first byte (FIN and the opcode), ``data`` is masked
+    with 4 random bytes (websockets takes them from the same source)."""
+    mask = os.urandom(4)
+    size = len(data)
+    if size < 126:
+        head = bytes((first, 0x80 | size))
+    elif size < 65536:
+        head = struct.pack("!BBH", first, 0xFE, size)
+    else:
+        head = struct.pack("!BBQ", first, 0xFF, size)
+    return head + mask + apply_mask(data, mask)
 
 
 def _uri(url: str) -> WebSocketURI:
@@ -495,13 +551,18 @@ async def open_transport(
             request.headers[name] = value
         protocol.send_request(request)
         await stream.send_all(b"".join(protocol.data_to_send()))
-        response, early = await _handshake(stream, protocol, url, receive_size)
+        response, early = await handshake(stream, protocol, url, receive_size)
         subprotocol = response.headers.get("Sec-WebSocket-Protocol")
         # The protocol's parser keeps the response for the connection's life: drop its
         # headers (about 1.5 KB a connection).
         response.headers.clear()
         transport = Transport(
-            stream, protocol, subprotocol, receive_buffer_size=receive_size, early=early
+            stream,
+            protocol,
+            subprotocol,
+            receive_buffer_size=receive_size,
+            max_message_size=max_message_size,
+            early=early,
         )
         stream = None
         return transport

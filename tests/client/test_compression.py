@@ -1,24 +1,28 @@
 """permessage-deflate (``compress=True``) against a raw server: negotiation, compressed
 frames, and a compression bomb, which must end the connection with 1009 (counted as a
-disconnect, then a reconnect) without ever holding the inflated message.
+disconnect, then a reconnect) without ever holding the inflated message. A compressed frame
+that spans reads is not taken for invalid UTF-8 (its bytes are deflated).
 
 The real Phoenix app's ``/compressed`` mount is tested in ``scenarios/test_compression.py``.
 """
 
 from __future__ import annotations
 
+import codecs
 import gc
 import json
+import random
 import tracemalloc
 import zlib
 
 import pytest
 import trio
+import trio.testing
 
 from tests.client.raw_hostile import frame, open_raw_server
-from tests.helpers import REAL_LIMIT
+from tests.helpers import LIMIT, REAL_LIMIT, in_memory_transport
 from trio_phoenix import Connected, ConnectError, Disconnected, open_socket
-from trio_phoenix._transport import open_transport
+from trio_phoenix._transport import TransportClosed, open_transport
 
 TOPIC = "room:lobby"
 
@@ -104,3 +108,55 @@ async def test_a_compression_bomb_closes_with_1009_and_is_never_inflated() -> No
                 await channel.wait_joined()
                 assert socket.statistics().connects == 2
                 assert await channel.push("echo", {"after": "bomb"}) == {"after": "bomb"}
+
+
+def is_utf8_prefix(data: bytes) -> bool:
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def test_compressed_text_that_spans_reads_is_inflated_not_validated_as_it_comes(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Deflated bytes are not UTF-8: the text of a compressed frame (RSV1), and of the
+    continuations of a compressed message, is validated once inflated, when it is complete.
+    An uncompressed message on the same connection is validated as it comes."""
+    words = random.Random(7).choices(["snow", "\u2603", "ice", "\u00e9t\u00e9", "42"], k=2000)
+    text = json.dumps({"body": " ".join(words)}).encode()
+    deflated = deflate(text)
+    assert len(deflated) > 1000
+    assert not is_utf8_prefix(deflated[:97])
+    whole = bytes([0xC1]) + frame(0x1, deflated)[1:]  # FIN, RSV1, text
+    half = len(deflated) // 2
+    fragments = (
+        bytes([0x41])
+        + frame(0x1, deflated[:half], fin=False)[1:]  # RSV1, text, not FIN
+        + frame(0x9, b"")
+        + frame(0x0, deflated[half:])  # the continuation has no RSV1
+    )
+    plain_invalid = frame(0x1, b"plain \xff" + b"x" * 300)
+    transport, server = in_memory_transport(compressed=True)
+    received: list[object] = []
+
+    async def read() -> None:
+        try:
+            while True:
+                received.extend(await transport.receive_batch())
+        except TransportClosed as closed:
+            received.append(closed.code)
+
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            for data in (whole, fragments):
+                for start in range(0, len(data), 97):
+                    await server.send_all(data[start : start + 97])
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert transport.closed is None
+            assert received == [text.decode(), text.decode()]
+            await server.send_all(plain_invalid[:20])  # the rest never comes
+    assert received == [text.decode(), text.decode(), 1007]
+    assert trio.current_time() == 0

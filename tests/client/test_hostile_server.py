@@ -31,15 +31,18 @@ import trio
 from hypothesis import HealthCheck, given, settings, strategies as st
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from tests.client.raw_hostile import RawServer, open_raw_server
+from tests.client.raw_hostile import RawServer, frame as raw_frame, open_raw_server
 from trio_phoenix import (
     Channel,
     Connected,
     ConnectError,
     Disconnected,
     Message,
+    PhoenixError,
+    ReplyLost,
     Socket,
     SocketState,
+    SocketStatistics,
     open_socket,
 )
 from trio_phoenix._transport import MAX_REJECTION_BODY
@@ -665,6 +668,53 @@ async def test_a_pending_diff_flood_is_bounded_and_counted() -> None:
             assert len(presence._sync.pending_diffs) == 1000
             assert presence.malformed == 2000
             assert not presence.synced
+
+
+async def test_invalid_utf8_early_in_a_text_frame_closes_with_1007_without_waiting() -> None:
+    """A text frame whose payload turns invalid early, with the rest of it held back: the
+    client closes with 1007 at once (it does not wait for the rest, which never comes), and
+    reports it exactly as it reports the whole invalid frame: the same close code and reason,
+    the same error for the push in flight, the same counters; then it reconnects."""
+    whole = await _invalid_text(held=False)
+    held = await _invalid_text(held=True)
+    assert held == whole
+    code, reason, error, statistics = held
+    assert (code, reason) == (1007, "invalid UTF-8: invalid start byte")
+    assert error is ReplyLost  # the connection was lost with the push in flight
+    assert (statistics.disconnects, statistics.connects) == (1, 2)
+
+
+async def _invalid_text(
+    *, held: bool
+) -> tuple[int | None, str | None, type[PhoenixError], SocketStatistics]:
+    start = f'[null,null,"{TOPIC}","news",{{"x":"ok '.encode()
+    data = raw_frame(0x1, start + b"\xff" + b"x" * 5000 + b'"}]')
+    with trio.fail_after(10):
+        async with (
+            open_raw_server(topics_to_join=1) as server,
+            open_socket(server.url) as socket,
+            socket.lifecycle() as events,
+            socket.channel(TOPIC) as channel,
+        ):
+            connection = server.connections[0]
+            await connection.joined.wait()
+            failed: list[type[PhoenixError]] = []
+
+            async def push_in_flight() -> None:
+                try:
+                    await channel.push("unanswered", {})
+                except PhoenixError as error:
+                    failed.append(type(error))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(push_in_flight)
+                await socket.ping()  # the server has the push: it answers in order
+                await connection.send_raw(data[:100] if held else data)
+                disconnected = await _next(events, Disconnected)
+            await _next(events, Connected)
+            await channel.wait_joined()
+            await socket.ping()
+            return disconnected.code, disconnected.reason, failed[0], socket.statistics()
 
 
 @pytest.mark.parametrize("status", [403, 503])

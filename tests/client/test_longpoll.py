@@ -242,6 +242,7 @@ async def test_fallback_when_the_websocket_is_refused(autojump_clock: trio.abc.C
                 socket.channel("echo:a") as channel,
             ):
                 event = await events.receive()
+                assert socket.transport == "longpoll"
                 assert isinstance(event, TransportFallback)
                 assert event.transport == "longpoll"
                 assert event.error is not None
@@ -333,6 +334,7 @@ async def test_no_fallback_when_the_websocket_works(autojump_clock: trio.abc.Clo
             await socket.wait_connected()
             await trio.sleep(1)
             assert [c.transport for c in server.accepted_connections] == ["websocket"] * 2
+            assert socket.transport == "websocket"
 
 
 # -- options and the extra --------------------------------------------------------------------

@@ -13,11 +13,10 @@ import logging
 import pytest
 import trio
 
+from tests.helpers import REAL_LIMIT
 from trio_phoenix import open_socket
 from trio_phoenix.proto._presence import MAX_PENDING_DIFFS
 from trio_phoenix.testing import TestServer
-
-LIMIT = 10
 
 
 def meta(ref: str, **fields: object) -> dict[str, object]:
@@ -28,7 +27,7 @@ async def test_presence_events_are_not_parsed_until_a_view_is_asked_for(
     phoenix_server: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="trio_phoenix")
-    with trio.fail_after(LIMIT):
+    with trio.fail_after(REAL_LIMIT):
         async with (
             open_socket(phoenix_server.url) as socket,
             socket.channel("echo:unclaimed") as channel,
@@ -50,7 +49,7 @@ async def test_presence_events_are_not_parsed_until_a_view_is_asked_for(
 
 
 async def test_unclaimed_presence_diffs_are_bounded(phoenix_server: TestServer) -> None:
-    with trio.fail_after(LIMIT):
+    with trio.fail_after(REAL_LIMIT):
         async with (
             open_socket(phoenix_server.url) as socket,
             socket.channel("echo:flood") as channel,

@@ -34,6 +34,7 @@ from trio_phoenix.testing import (
     ChannelSocket,
     ConnectInfo,
     HandleInResult,
+    PhoenixServerFactory,
     PresenceOrder,
     Reject,
     Reply,
@@ -41,7 +42,6 @@ from trio_phoenix.testing import (
     TestServer,
     demo_channels,
 )
-from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
 
 TOPIC = "room:lobby"
 

@@ -49,13 +49,13 @@ from trio_phoenix.testing import (
     ChannelHandler,
     ChannelSocket,
     ConnectInfo,
+    PhoenixServerFactory,
     Reject,
     Reply,
     TestServer,
     demo_channels,
     open_test_server,
 )
-from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
 
 PHOENIX_BACKOFF = [0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 5.0]
 

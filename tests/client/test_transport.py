@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import trustme
 from trio_websocket import WebSocketRequest, serve_websocket
 
 from tests.client.raw_hostile import frame, open_raw_server
-from tests.helpers import REAL_LIMIT
+from tests.helpers import LIMIT, REAL_LIMIT, in_memory_transport
 from trio_phoenix import ConnectError
 from trio_phoenix._transport import Transport, TransportClosed, open_transport
-from trio_phoenix.testing import Reject, TestServer, demo_channels
-from trio_phoenix.testing._pytest_plugin import PhoenixServerFactory
+from trio_phoenix.testing import PhoenixServerFactory, Reject, TestServer, demo_channels
 
 MAX = 10_000_000
 
@@ -318,3 +318,211 @@ async def test_fragmented_messages_are_joined() -> None:
                 assert await connection.read_frame() == (0xA, b"ping")
             finally:
                 await transport.abort()
+
+
+# -- fail-fast UTF-8: a text frame that spans reads ---------------------------------------------
+#
+# In memory (``in_memory_transport``), so that each send of the server is one read of the
+# client's.
+
+SNOWMAN = "\u2603".encode()
+
+
+def close_code(data: bytes | bytearray) -> int:
+    """The code of the client's (masked) close frame, after its pongs."""
+    while data[0] == 0x8A:
+        data = data[6 + (data[1] & 0x7F) :]
+    assert data[0] == 0x88, data
+    mask = data[2:6]
+    return int.from_bytes(bytes(b ^ mask[i] for i, b in enumerate(data[6:8])))
+
+
+@pytest.mark.parametrize(
+    ("sent", "reason"),
+    [
+        (frame(0x1, b"valid \xff" + b"x" * 100)[:10], "invalid start byte"),
+        (frame(0x1, b"valid \xff" + b"x" * 1000)[:12], "invalid start byte"),
+        (frame(0x1, b"valid \xff" + b"x" * 70_000)[:18], "invalid start byte"),
+        # A continuation that does not continue the character its message began.
+        (
+            frame(0x1, b"a" + SNOWMAN[:1], fin=False)
+            + frame(0x9, b"")
+            + frame(0x0, b"b" * 200)[:5],
+            "invalid continuation byte",
+        ),
+    ],
+    ids=["7-bit", "16-bit", "64-bit", "continuation"],
+)
+async def test_invalid_utf8_closes_with_1007_before_the_frame_is_complete(
+    sent: bytes, reason: str, autojump_clock: trio.abc.Clock
+) -> None:
+    """The rest of the frame never comes: the client must not wait for it."""
+    transport, server = in_memory_transport()
+    with trio.fail_after(LIMIT):
+        await server.send_all(sent)
+        with pytest.raises(TransportClosed) as closed:
+            await transport.receive_batch()
+        assert (closed.value.code, closed.value.reason) == (1007, f"invalid UTF-8: {reason}")
+        assert close_code(await server.receive_some()) == 1007
+        assert trio.current_time() == 0
+
+
+async def test_valid_text_cut_anywhere_is_delivered(autojump_clock: trio.abc.Clock) -> None:
+    """A character split between reads, a fragment's character finished by a continuation,
+    and a binary message's bytes (never UTF-8) are no reason to close."""
+    message = b"a" + SNOWMAN * 100
+    data = (
+        frame(0x1, message)
+        + frame(0x1, SNOWMAN[:1], fin=False)
+        + frame(0x0, SNOWMAN[1:] + b"b" * 200)
+        + frame(0x2, b"\xff" * 300)
+    )
+    transport, server = in_memory_transport()
+    received: list[object] = []
+
+    async def read() -> None:
+        while len(received) < 3:
+            received.extend(await transport.receive_batch())
+
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            for start in range(0, len(data), 101):  # 101 bytes a read: cuts characters
+                await server.send_all(data[start : start + 101])
+                await trio.testing.wait_all_tasks_blocked()
+                assert transport.closed is None
+    assert received == [message.decode(), "\u2603" + "b" * 200, b"\xff" * 300]
+
+
+async def test_frames_that_come_with_the_101_are_watched_too() -> None:
+    """The bytes after the response head are where the frame boundaries start."""
+    async with open_raw_server() as server:
+        server.greeting = frame(0x1, b"first") + frame(0x1, b"ok \xff" + b"x" * 500)[:20]
+        server.serving = False
+        with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+            transport = await open_transport(f"{server.url}/websocket", max_message_size=MAX)
+            try:
+                assert await transport.receive_batch() == ["first"]
+                with pytest.raises(TransportClosed) as closed:
+                    await transport.receive_batch()
+                assert closed.value.code == 1007
+                opcode, data = await server.connections[0].read_frame()
+                assert (opcode, int.from_bytes(data[:2])) == (0x8, 1007)
+            finally:
+                await transport.abort()
+
+
+# -- the fast path of whole data frames, against the protocol's own parsing --------------------
+
+
+class _Chunks(trio.abc.Stream):
+    """A stream that returns the given chunks from ``receive_some``, one per call, then EOF."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.sent = bytearray()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return self.chunks.pop(0) if self.chunks else b""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sent += data
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+_MIXED = [
+    frame(0x1, b"small"),
+    frame(0x2, b"\x00" * 200),  # a 16-bit length
+    frame(0x1, b"y" * 70_000),  # a 64-bit length
+    frame(0x9, b"ping"),
+    frame(0x1, "\u2603".encode()),
+    frame(0x1, b"frag", fin=False),
+    frame(0x0, b"ment"),
+    frame(0x1, b""),
+    frame(0x2, b""),
+    frame(0x1, b"last"),
+]
+_MIXED_MESSAGES = ["small", b"\x00" * 200, "y" * 70_000, "\u2603", "fragment", "", b"", "last"]
+
+
+async def _received(chunks: list[bytes], *, fast: bool, limit: int = MAX) -> tuple[list[Any], Any]:
+    """Every message and the end of a transport reading ``chunks`` (then a close frame)."""
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    stream = _Chunks(chunks)
+    protocol = ClientProtocol(parse_uri("ws://x/"), state=State.OPEN, max_size=limit)
+    transport = Transport(
+        stream, protocol, None, receive_buffer_size=65536, max_message_size=limit
+    )
+    transport._fast = fast
+    messages: list[Any] = []
+    while True:
+        try:
+            messages += await transport.receive_batch()
+        except TransportClosed as closed:
+            return messages, (closed.code, closed.reason, bool(stream.sent))
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 9, 11, 64, 199, 1000, 65536, 10**6])
+async def test_the_fast_path_reads_what_the_protocol_reads_at_any_cut(cut: int) -> None:
+    data = b"".join(_MIXED) + frame(0x8, (1000).to_bytes(2, "big") + b"bye")
+    chunks = [data[index : index + cut] for index in range(0, len(data), cut)]
+    fast = await _received(list(chunks), fast=True)
+    assert fast == await _received(list(chunks), fast=False)
+    assert fast == (_MIXED_MESSAGES, (1000, "bye", True))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        bytes([0x81, 0x85]) + b"mask" + b"hello",  # masked
+        frame(0x1, b"\xff"),  # invalid UTF-8
+        frame(0x1, b"x" * 2000),  # over the limit
+        frame(0x1, b"a", fin=False) + frame(0x1, b"b"),  # a new message inside a fragmented one
+        bytes([0xC1, 0]),  # RSV bits
+        bytes([0x83, 0]),  # a reserved opcode
+    ],
+    ids=["masked", "utf-8", "too-big", "no-continuation", "rsv", "opcode"],
+)
+@pytest.mark.parametrize("cut", [1, 3, 65536])
+async def test_the_fast_path_fails_what_the_protocol_fails(bad: bytes, cut: int) -> None:
+    data = frame(0x1, b"before") + bad + frame(0x1, b"after")
+    chunks = [data[index : index + cut] for index in range(0, len(data), cut)]
+    fast = await _received(list(chunks), fast=True, limit=1024)
+    assert fast == await _received(list(chunks), fast=False, limit=1024)
+    assert fast[0] == ["before"]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_frames_sent_are_what_a_server_parses(fast: bool) -> None:
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame as WsFrame
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+
+    stream = _Chunks([])
+    protocol = ClientProtocol(parse_uri("ws://x/"), state=State.OPEN, max_size=MAX)
+    transport = Transport(stream, protocol, None, receive_buffer_size=65536, max_message_size=MAX)
+    transport._fast = fast
+    frames: list[str | bytes] = ["", "\u2603", b"", b"\x00" * 125]
+    frames += ["x" * 126, b"\x01" * 65535, "y" * 65536]
+    await transport.send_many(frames)
+    server = ServerProtocol(state=State.OPEN, max_size=MAX)
+    server.receive_data(bytes(stream.sent))
+    received: list[str | bytes] = []
+    for event in server.events_received():
+        assert isinstance(event, WsFrame)
+        data = bytes(event.data)
+        received.append(data.decode() if event.opcode == 1 else data)
+    assert received == frames
+    assert server.parser_exc is None

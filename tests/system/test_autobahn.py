@@ -5,10 +5,11 @@ but the performance (9.*) and compression (12.*, 13.*) groups; the client under 
 message back until the case closes the connection, as Autobahn's clients do. Each case's
 verdict must be OK (or INFORMATIONAL where the spec leaves the behaviour open).
 
-Two cases are NON-STRICT, and stay so by design: 6.4.3 and 6.4.4 send one text frame of
-invalid UTF-8 in three TCP chunks and expect the client to fail at the first invalid chunk,
-before the frame is complete; websockets' protocol (our engine) parses whole frames, so the
-client fails when the frame is complete. (A message split into fragments does fail fast.)
+Every verdict must also be strict: no case may be NON-STRICT. 6.4.3 and 6.4.4 send one text
+frame whose payload turns invalid early, in three TCP chunks with pauses between them, and
+expect the client to close with 1007 at the invalid chunk, before the frame is complete:
+websockets' protocol (our engine) only parses whole frames, so the transport watches the
+frame it is still waiting for and validates its text as it comes (``_text_watch.py``).
 
 The compression groups, run by hand with ``compress=True``
 (``python tests/system/autobahn_server.py '12.*' '13.*'`` and the client of this file): 162 OK and
@@ -31,8 +32,6 @@ from trio_phoenix._transport import TransportClosed, open_transport
 SERVER = Path(__file__).with_name("autobahn_server.py")
 AGENT = "trio_phoenix"
 MAX = 2**25
-#: See the module's docstring.
-NON_STRICT_BY_DESIGN = ["6.4.3", "6.4.4"]
 
 
 async def run_cases(port: int, *, compress: bool = False) -> None:
@@ -104,4 +103,4 @@ async def test_autobahn_client_cases() -> None:
     ]
     non_strict = [v["case"] for v in verdicts if v["behavior"] == "NON-STRICT"]
     assert failed == []
-    assert non_strict == NON_STRICT_BY_DESIGN
+    assert non_strict == []

@@ -13,7 +13,8 @@ Rules this module keeps:
    ``JSON.stringify`` and Phoenix's Jason produce.
 5. With orjson installed (the ``fast`` extra), text frames are decoded by orjson, with exactly
    the stdlib decoder's results and rejections: a frame orjson refuses, or where the two could
-   differ (a run of 20 or more digits, which orjson reads as a float; 500 or more brackets,
+   differ (a run of 19 or more digits: orjson reads an integer outside the 64-bit range as a
+   float, and -9223372036854775809 has 19 digits; 500 or more brackets,
    near the stdlib's nesting limit), is decoded by the stdlib as without orjson. Encoding is
    always the stdlib's (orjson writes NaN as ``null`` instead of refusing it).
 """
@@ -52,7 +53,26 @@ _KIND_BROADCAST: Final = 2
 _MAX_FIELD: Final = 255
 
 _json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_encode_json = _json_encoder.encode
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+
+
+def _encode_json(value: Any) -> str:
+    """``_json_encoder.encode(value)``: the same C encoder, made directly (the stdlib also
+    makes one per call, after building a float formatter it does not use)."""
+    if _c_make_encoder is None:  # pragma: no cover - CPython without its _json module
+        return _json_encoder.encode(value)
+    make = _c_make_encoder(
+        {},
+        _json_encoder.default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
+    )
+    return "".join(make(value, 0))
 
 
 def _reject_constant(name: str) -> Any:
@@ -126,17 +146,19 @@ except ImportError:  # pragma: no cover - the fast extra is not installed
 
 #: Below this many brackets, a frame nests less deep than the stdlib decoder's limit.
 _FEW_BRACKETS: Final = 500
-#: Every digit to ``0``, everything else to a space: a run of 20 digits becomes 20 zeros.
+#: Every digit to ``0``, everything else to a space: a run of 19 digits becomes 19 zeros.
 _DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
-_LONG_DIGITS: Final = b"0" * 20
+#: The shortest integer orjson reads as a float (-9223372036854775809) has 19 digits.
+_LONG_DIGITS: Final = b"0" * 19
 
 
 def _load_orjson(frame: str) -> Any:
     """orjson where its result is the stdlib's; the stdlib where it refuses or could differ."""
     assert _orjson is not None
     data = frame.encode("utf-8", "surrogatepass")
-    if data.count(b"[") + data.count(b"{") < _FEW_BRACKETS and _LONG_DIGITS not in data.translate(
-        _DIGITS_ONLY
+    size = len(data)
+    if (size < _FEW_BRACKETS or data.count(b"[") + data.count(b"{") < _FEW_BRACKETS) and (
+        size < len(_LONG_DIGITS) or _LONG_DIGITS not in data.translate(_DIGITS_ONLY)
     ):
         try:
             return _orjson.loads(data)

@@ -5,7 +5,7 @@ this order: the path, the origin (only when an ``Origin`` header is present), th
 carried in ``Sec-WebSocket-Protocol`` (``auth_token: true``), the offered subprotocols, the
 ``vsn`` query parameter (``Version.match?`` against ``"~> 1.0.0"`` and ``"~> 2.0.0"``; missing
 means 1.0.0), and finally the application's ``connect/3``. Every function here is pure, so the
-server module only wires them to the upgrade request (``_websocket.Upgrade``).
+``_upgrade`` module only wires them to the upgrade request (``_websocket.Upgrade``).
 """
 
 from __future__ import annotations

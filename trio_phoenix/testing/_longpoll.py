@@ -46,6 +46,7 @@ from trio_phoenix.proto._serializer import Frame
 
 from ._faults import Gate, GatedStream
 from ._handshake import ConnectInfo, Reject, origin_allowed, parse_params, serializer_for_vsn
+from ._upgrade import call_connect
 from ._websocket import WebSocketEnded
 
 if TYPE_CHECKING:
@@ -406,7 +407,7 @@ async def _new_session(
         auth_token=token,
     )
     crashes = len(server.crashes)
-    result = await server._call_connect(params, info)
+    result = await call_connect(server, params, info)
     if isinstance(result, Reject):
         # Phoenix's LongPoll answers any refusal with 403; a crash in connect is a 500.
         return _Answer(500, b"") if len(server.crashes) > crashes else _json({"status": 403})

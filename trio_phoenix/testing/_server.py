@@ -1,4 +1,8 @@
-"""The in-process Phoenix endpoint: listener, upgrade decisions, pubsub and lifecycle.
+"""The in-process Phoenix endpoint: options, listener, routing of requests, pubsub, lifecycle.
+
+A new TCP connection is routed by its request line: LongPoll requests to ``_longpoll``,
+anything else to ``_upgrade`` (the WebSocket upgrade and the connect hook), whose accepted
+connections the server then serves and keeps in `TestServer.connections`.
 
 Rules this module keeps:
 
@@ -13,13 +17,11 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack, final
-from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -31,21 +33,11 @@ from .._groups import owning_nursery
 from ._connection import ServerConnection
 from ._faults import GatedStream
 from ._handlers import ChannelFactory, Router, check_payload
-from ._handshake import (
-    Accept,
-    ConnectHook,
-    ConnectInfo,
-    OriginCheck,
-    Reject,
-    origin_allowed,
-    parse_params,
-    serializer_for_vsn,
-    split_auth_token,
-)
+from ._handshake import Accept, ConnectHook, ConnectInfo, OriginCheck
 from ._longpoll import MAX_HEAD, LongPollSession, is_longpoll_request, serve_http
 from ._presence import PresenceOrder, PresenceTracker
+from ._upgrade import upgrade
 from ._versions import PhoenixVersion, VersionRules, rules_for
-from ._websocket import Upgrade, read_upgrade
 
 if TYPE_CHECKING:
     from ._channel import ChannelProcess
@@ -97,16 +89,6 @@ class ServerStatistics:
     upgrades_rejected: int
     channels_joined: int
     messages_received: int
-
-
-@attrs.frozen(kw_only=True)
-class _Upgrade:
-    socket_id: str | None
-    assigns: dict[str, Any]
-    params: dict[str, Any]
-    info: ConnectInfo
-    serializer: Serializer
-    subprotocol: str | None
 
 
 def _mount_path(path: str) -> str:
@@ -269,7 +251,9 @@ class TestServer:
             connection._request_close(CLOSE_SERVICE_RESTART)
 
     def reject_upgrades(self, status_code: int | None) -> None:
-        """Answer new upgrade requests with HTTP ``status_code``; ``None`` accepts them again."""
+        """Answer new WebSocket upgrade requests with HTTP ``status_code``; ``None`` accepts them
+        again. LongPoll keeps serving: ``reject_upgrades(404)`` is a mount with Phoenix's
+        ``websocket: false``, where the upgrade falls through to the router's 404."""
         self._reject_status = status_code
 
     async def wait_connections(self, count: int) -> ServerConnection:
@@ -361,7 +345,9 @@ class TestServer:
                 else:  # no such route
                     await stream.send_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
             else:
-                await self._handle_websocket(stream, head)
+                connection = await upgrade(self, stream, head)
+                if connection is not None:
+                    await self._serve_connection(connection)
             if not stream.dropped:
                 await self._linger(stream)
         finally:
@@ -377,37 +363,6 @@ class TestServer:
                     pass
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
-
-    async def _handle_websocket(self, stream: GatedStream, head: bytes) -> None:
-        request: Upgrade | None = None
-        with trio.move_on_after(self.handshake_timeout):
-            try:
-                request = await read_upgrade(stream, head)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-        if request is None:
-            return
-        try:
-            decision = await self._decide(request, stream)
-            if isinstance(decision, Reject):
-                self._upgrades_rejected += 1
-                await request.reject(decision.status_code, decision.body)
-                return
-            websocket = await request.accept(decision.subprotocol, self.max_frame_size)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        connection = ServerConnection(
-            self,
-            websocket,
-            stream,
-            id=decision.socket_id,
-            params=decision.params,
-            connect_info=decision.info,
-            serializer=decision.serializer,
-            assigns=decision.assigns,
-            idle_timeout=self.idle_timeout,
-        )
-        await self._serve_connection(connection)
 
     async def _serve_connection(self, connection: ServerConnection) -> None:
         self.connections.append(connection)
@@ -451,85 +406,6 @@ class TestServer:
             await self._serve_connection(connection)
         finally:
             session.end(connection.close_code or 1000)
-
-    async def _decide(self, request: Upgrade, stream: GatedStream) -> _Upgrade | Reject:
-        """Phoenix's upgrade checks, in Phoenix's order (see ``_handshake``)."""
-        if self._reject_status is not None:
-            return Reject(self._reject_status)
-        target = urlsplit(request.path)
-        if target.path.rstrip("/") != self.path + "/websocket":
-            return Reject(404)
-        params = parse_params(target.query)
-        headers = tuple(
-            (name.decode("latin-1").lower(), value.decode("latin-1"))
-            for name, value in request.headers
-        )
-        origin = next((value for name, value in headers if name == "origin"), None)
-        if origin is not None and not origin_allowed(origin, self._check_origin, self.host):
-            logger.error("rejecting a WebSocket upgrade from origin %r", origin)
-            return Reject(403)
-        offered = list(request.proposed_subprotocols)
-        token: str | None = None
-        remaining = offered
-        if self._auth_token:
-            try:
-                token, remaining = split_auth_token(offered)
-            except ValueError as exc:
-                self._record_crash(exc, "auth token decoding")
-                return Reject(500)
-        allowed = (["phoenix"] if self._auth_token else []) + list(self._subprotocols)
-        subprotocol = None
-        if allowed and remaining:
-            subprotocol = next((entry for entry in remaining if entry in allowed), None)
-            if subprotocol is None:
-                return Reject(403)
-        serializer = serializer_for_vsn(params.get("vsn"))
-        if serializer is None:
-            logger.warning("the client requested an unsupported vsn %r", params.get("vsn"))
-            return Reject(403)
-        try:
-            peer = stream.peer()
-        except OSError:
-            peer = ("", 0)
-        info = ConnectInfo(
-            path=target.path,
-            query_string=target.query,
-            headers=headers,
-            peer=peer,
-            subprotocols=tuple(offered),
-            auth_token=token,
-        )
-        result = await self._call_connect(params, info)
-        if isinstance(result, Reject):
-            return result
-        return _Upgrade(
-            socket_id=result.id,
-            assigns=dict(result.assigns),
-            params=params,
-            info=info,
-            serializer=serializer,
-            subprotocol=subprotocol,
-        )
-
-    async def _call_connect(self, params: dict[str, Any], info: ConnectInfo) -> Accept | Reject:
-        if self._connect is None:
-            await trio.lowlevel.checkpoint()
-            return Accept()
-        try:
-            result: object = self._connect(params, info)
-            if inspect.isawaitable(result):
-                result = await result
-        except Reject as reject:
-            return reject
-        except Exception as exc:
-            self._record_crash(exc, "connect")
-            return Reject(500)
-        if isinstance(result, Accept | Reject):
-            return result
-        if result is None or isinstance(result, str):
-            return Accept(id=result)
-        logger.error("connect returned %r; expected a socket id, Accept or Reject", result)
-        return Reject(403)
 
     # -- pubsub and bookkeeping used by connections and channels ---------------------------------
 
