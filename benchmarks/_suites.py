@@ -310,7 +310,7 @@ def scale(port: int, config: Config) -> list[Row]:
                 raw=tuple(run["close_seconds"] for run in raw),
                 higher_is_better=False,
                 target=1.5,
-                note="every socket closed at once (trio_phoenix: aclose(), which leaves first)",
+                note="every socket closed at once (trio_phoenix: aclose(), leaves with the close)",
             ),
             Row(
                 name=f"{label}: memory per socket",

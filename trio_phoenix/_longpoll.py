@@ -304,9 +304,16 @@ class LongPollTransport:
 
     # -- closing -------------------------------------------------------------------------------
 
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        """End the session on our side (LongPoll has no closing handshake: the server stops
-        the session when it is no longer polled)."""
+    async def aclose(
+        self, code: int = 1000, reason: str | None = None, frames: Sequence[Frame] = ()
+    ) -> None:
+        """Send ``frames``, then end the session on our side (LongPoll has no closing
+        handshake: the server stops the session when it is no longer polled)."""
+        if frames and self._closed is None:
+            try:
+                await self.send_many(frames)
+            except TransportClosed:
+                pass
         self._close(code, reason or None)
         await self._idle.wait()
         await self._close_client()

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import ssl
+import sys
 import urllib.request
 from typing import Final, Literal, NoReturn
 from urllib.parse import unquote, urlsplit
@@ -153,6 +155,11 @@ def check_proxy(proxy: object) -> None:
         raise ValueError(f"proxy {_shown(proxy)!r} cannot be used: {exc}") from None
 
 
+#: Where ``urllib.request.getproxies()`` reads only the environment (not macOS's or Windows's
+#: system settings).
+_NO_SYSTEM_PROXIES: Final = sys.platform not in ("darwin", "win32")
+
+
 def proxy_for(url: str, proxy: ProxyOption = True) -> str | None:
     """The proxy URL to reach ``url`` (``ws``, ``wss``, ``http`` or ``https``) through, or
     ``None`` to connect directly.
@@ -168,6 +175,8 @@ def proxy_for(url: str, proxy: ProxyOption = True) -> str | None:
     """
     if proxy is None or isinstance(proxy, str):
         return proxy
+    if _NO_SYSTEM_PROXIES and not any(name[-6:].lower() == "_proxy" for name in os.environ):
+        return None  # the common case, without urllib's scan of the environment (~40 us)
     parts = urlsplit(url)
     secure = parts.scheme in ("wss", "https")
     proxies = urllib.request.getproxies()

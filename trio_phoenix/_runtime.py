@@ -8,12 +8,14 @@ what runs. Rules it keeps:
    wakes the writer and timer tasks. Nothing in ``_pump()`` blocks. It is the only dispatch of
    core events in the Trio layer: one ``match``, typed, reaching the Trio ``Channel`` through
    ``ChannelCore.owner`` and a caller's waiter through ``Push.waiter``.
-2. Three tasks per socket, in the nursery of ``_run``: the supervisor (opens each
-   connection and reads it until it ends), the writer (sends the core's frames on the current
-   connection, all queued frames in one write) and the timer task (feeds
-   ``trio.current_time()`` to the core when its next deadline passes). Only the writer
-   writes, so frames go out in the order the core produced them, and a caller's push never
-   waits in a write (a server that stops reading cannot hold a push past its deadline).
+2. Three tasks per socket: ``_run`` itself is the supervisor (opens each connection and
+   reads it until it ends); in its nursery run the writer (sends the core's frames on the
+   current connection, all queued frames in one write) and the timer task (feeds
+   ``trio.current_time()`` to the core when its next deadline passes; apart from the writer,
+   so that a write blocked on a dead peer does not hold back the heartbeat timeout). Only the
+   writer writes, so frames go out in the order the core produced them, and a caller's push
+   never waits in a write (a server that stops reading cannot hold a push past its
+   deadline).
 3. No task outlives ``open_socket``; the caller sees their own exception, never an internal
    ``ExceptionGroup``.
 """
@@ -43,7 +45,7 @@ from ._options import (
 )
 from ._outcomes import settle_push
 from ._subscription import Flow, Subscription
-from ._sync import Pulse
+from ._sync import Pulse, Wakeup
 from ._transport import TransportClosed
 from ._transports import AnyTransport
 from .proto import (
@@ -97,7 +99,7 @@ class SocketRuntime:
     # Why the current connection is being closed by us: code, reason, and how long to wait
     # for the server's close.
     _abort_reason: tuple[int, str, float] | None
-    _send_wakeup: trio.Event
+    _send_wakeup: Wakeup  # the writer waits on it
     _timer_scope: trio.CancelScope | None
     # Fired on every change of the core's connection state, and when a reconnect is due.
     _state_changed: Pulse
@@ -233,13 +235,14 @@ class SocketRuntime:
                     self._nursery = nursery
                     nursery.start_soon(self._run_timers)
                     nursery.start_soon(self._write)
-                    if wait_connected:
-                        # Started once the first connection is open.
-                        await nursery.start(self._supervise)
-                    else:
-                        nursery.start_soon(self._supervise)
-                    self._cancel_scope.shield = shield
-                    task_status.started()
+                    if not wait_connected:
+                        self._cancel_scope.shield = shield
+                        task_status.started()
+                    # The supervisor runs in this task; it reports started once connected.
+                    # (No reference to the task status stays: it holds the start's nursery.)
+                    starting = [task_status] if wait_connected else []
+                    del task_status
+                    await self._supervise(starting, shield)
             except BaseExceptionGroup as group:
                 try:
                     raise_preferred(group, None)
@@ -260,18 +263,18 @@ class SocketRuntime:
             deadline = core.next_deadline()
             with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
                 self._timer_scope = scope
-                await trio.sleep_forever()
+                await trio.lowlevel.wait_task_rescheduled(_abort)  # until the deadline
             self._timer_scope = None
             core.handle_timers(trio.current_time())
             self._pump()
 
-    async def _supervise(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def _supervise(self, starting: list[trio.TaskStatus[None]], shield: bool) -> None:
         """Open each connection and read it until it ends, then wait for the reconnect the
-        core schedules; report started once the first connection is open."""
+        core schedules; report started (to the status in ``starting``, if any) once the first
+        connection is open, and shield the socket's scope from then on with ``shield``."""
         core = self._core
         started = False
+        waiting = bool(starting)
         while True:
             while not (self._closed_for_good() or core.connect_due):
                 await self._state_changed.wait()
@@ -290,7 +293,10 @@ class SocketRuntime:
                 self._emit(life.Connected(connects=core.statistics().connects))
                 if not started:
                     started = True
-                    task_status.started()
+                    if starting:
+                        assert self._cancel_scope is not None
+                        self._cancel_scope.shield = shield
+                        starting.pop().started()
                 code, reason = await self._run_connection(transport)
                 if self._closing is not None:
                     # aclose() is finishing the closing handshake; it stops us after.
@@ -306,7 +312,7 @@ class SocketRuntime:
                 core.close()
                 self._pump()
                 self._state_changed.fire()
-        if not started and task_status is not trio.TASK_STATUS_IGNORED:
+        if not started and waiting:
             # open_socket is still waiting for the first connection: tell it why none came.
             raise self._last_error or SocketClosed("the socket was closed before it connected")
 
@@ -429,7 +435,6 @@ class SocketRuntime:
             transport = self._transport
             frames = core.data_to_send() if transport is not None else None
             if not frames:
-                self._send_wakeup = trio.Event()
                 await self._send_wakeup.wait()
                 continue
             assert transport is not None
@@ -437,6 +442,10 @@ class SocketRuntime:
                 await transport.send_many(frames)
             except TransportClosed:
                 pass  # the reader sees the loss and reports it
+
+
+def _abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.SUCCEEDED
 
 
 def owner_of(channel: ChannelCore | None) -> ChannelOwner:

@@ -31,9 +31,9 @@ from ._options import (
     check_options,
     check_trio_token,
 )
-from ._runtime import SocketRuntime, owner_of
+from ._runtime import SocketRuntime
 from ._subscription import Flow, OverflowPolicy, Subscription
-from ._sync import Pulse, Waiter
+from ._sync import Pulse, Waiter, Wakeup
 from ._transports import AnyTransport, TransportName, opener
 from .proto import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -155,7 +155,7 @@ class Socket(SocketRuntime):
         self._connection_scope: trio.CancelScope | None = None
         self._attempt_scope: trio.CancelScope | None = None
         self._abort_reason: tuple[int, str, float] | None = None
-        self._send_wakeup = trio.Event()
+        self._send_wakeup = Wakeup()
         self._timer_scope: trio.CancelScope | None = None
         self._state_changed = Pulse()
         self._lifecycle: list[Subscription[life.LifecycleEvent]] = []
@@ -359,8 +359,13 @@ class Socket(SocketRuntime):
         return self._core.statistics()
 
     async def aclose(self) -> None:
-        """Leave every channel (bounded by ``close_timeout``), close the connection with code
-        1000 and stop the socket's tasks. ``open_socket`` does this when its block ends.
+        """Leave every channel, close the connection with code 1000 (the closing handshake
+        bounded by ``close_timeout``) and stop the socket's tasks. ``open_socket`` does this
+        when its block ends.
+
+        The leaves go out with the close, in one write, and do not wait for the server's
+        replies: each channel ends at once (`ChannelEnded` with reason ``"left"``; its
+        pushes fail with ``ChannelClosed``). Phoenix handles the leaves before the close.
 
         Like trio's ``aclose`` methods, it closes the socket even when cancelled, and it is
         always a checkpoint."""
@@ -369,23 +374,18 @@ class Socket(SocketRuntime):
             await self._closing.wait()
             return
         self._closing = closing = trio.Event()
-        self._flow.close()  # the replies to the leaves must get through
-        # One deadline for every step: the leaves (also those already under way) and the
-        # closing handshake.
+        self._flow.close()  # the reader must get to the server's close
         deadline = trio.current_time() + self._close_timeout
         try:
-            with trio.move_on_at(deadline, shield=True):
-                if self._core.connected:
-                    async with trio.open_nursery() as nursery:
-                        for channel in self._core.channels():
-                            nursery.start_soon(owner_of(channel).leave)
-            self._core.close()
+            core = self._core
+            core.close(trio.current_time())
             self._pump()
             self._state_changed.fire()
             transport = self._transport
             if transport is not None:
                 with trio.move_on_at(deadline, shield=True):
-                    await transport.aclose(1000, "")
+                    # The leaves go out with the close frame.
+                    await transport.aclose(1000, "", core.data_to_send())
                 with trio.CancelScope(shield=True):
                     await transport.abort()
         finally:

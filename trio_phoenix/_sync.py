@@ -1,4 +1,4 @@
-"""Two tiny synchronization helpers that cost nothing until a task waits on them.
+"""Tiny synchronization helpers that cost nothing until a task waits on them.
 
 A socket with thousands of channels holds many "someone might wait for this" points; a
 ``trio.Event`` for each one is most of a socket's memory, so the event is only created when a
@@ -82,3 +82,30 @@ class Pulse:
         if self._event is None:
             self._event = trio.Event()
         await self._event.wait()
+
+
+class Wakeup:
+    """Wakes the one task waiting in ``wait()`` (a ``trio.Event`` for a single waiter that is
+    used again and again, without a new event and parking lot per wait)."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+
+    def set(self) -> None:
+        task = self._task
+        if task is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        """Wait for the next ``set()`` (one made before the wait is not remembered)."""
+        assert self._task is None, "one waiter at a time"
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)

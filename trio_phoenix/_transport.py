@@ -133,6 +133,7 @@ class Transport:
         self._close_received = trio.Event()
         self._done = False  # the reader must stop: close received, protocol error, EOF
         self._reading = False
+        self._closer_reads = False  # aclose() reads the stream (to the server's close)
         # The fast path of ``_feed`` (no compression): whole unfragmented data frames are cut
         # from a read here; every other frame goes through the protocol.
         self._fast = not protocol.extensions
@@ -225,6 +226,12 @@ class Transport:
         Raises:
             TransportClosed: the connection ended (after the messages that preceded the end).
         """
+        if self._closer_reads:
+            # aclose() reads until the server's close (the reader was between two reads
+            # when it began): wait for that instead of reading the stream too.
+            await self._close_received.wait()
+            assert self._closed is not None
+            raise self._closed
         self._reading = True
         try:
             return await self._receive_batch()
@@ -439,20 +446,30 @@ class Transport:
 
     # -- closing ---------------------------------------------------------------------------
 
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        """Start the close handshake and wait for the server's close (bound it yourself)."""
+    async def aclose(
+        self, code: int = 1000, reason: str | None = None, frames: Sequence[Frame] = ()
+    ) -> None:
+        """Start the close handshake and wait for the server's close (bound it yourself);
+        ``frames`` go out first, in the same write as the close frame."""
         try:
-            if self._closed is None and self._protocol.state is State.OPEN:
+            protocol = self._protocol
+            if self._closed is None and protocol.state is State.OPEN:
                 self._initiated = True
                 self._closed = TransportClosed(1000, None)
-                self._protocol.send_close(code, reason or "")
+                for frame in frames:
+                    if isinstance(frame, str):
+                        protocol.send_text(frame.encode())
+                    else:
+                        protocol.send_binary(frame)
+                protocol.send_close(code, reason or "")
                 try:
-                    await self._write(b"".join(self._protocol.data_to_send()))
+                    await self._write(b"".join(protocol.data_to_send()))
                 except TransportClosed:
                     return
                 if self._reading:
                     await self._close_received.wait()
                 else:
+                    self._closer_reads = True
                     while not self._close_received.is_set():
                         try:
                             await self._receive_batch()
@@ -535,10 +552,14 @@ async def open_transport(
         protocol.send_request(request)
         await stream.send_all(b"".join(protocol.data_to_send()))
         response, early = await handshake(stream, protocol, url, receive_size)
+        subprotocol = response.headers.get("Sec-WebSocket-Protocol")
+        # The protocol's parser keeps the response for the connection's life: drop its
+        # headers (about 1.5 KB a connection).
+        response.headers.clear()
         transport = Transport(
             stream,
             protocol,
-            response.headers.get("Sec-WebSocket-Protocol"),
+            subprotocol,
             receive_buffer_size=receive_size,
             max_message_size=max_message_size,
             early=early,

@@ -74,9 +74,16 @@ class TrioWebSocketTransport:
         except ConnectionClosed as exc:
             raise self._ended(exc) from None
 
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        """The close handshake (bound it yourself)."""
+    async def aclose(
+        self, code: int = 1000, reason: str | None = None, frames: Sequence[Frame] = ()
+    ) -> None:
+        """The close handshake, after ``frames`` (bound it yourself)."""
         try:
+            if frames and self._closed is None:
+                try:
+                    await self.send_many(frames)
+                except TransportClosed:
+                    pass
             await self._ws.aclose(code, reason)
         finally:
             await trio.aclose_forcefully(self._stream)

@@ -55,11 +55,11 @@ async def test_open_socket_returns_once_connected(
             assert len(phoenix_server.connections) == 1
             assert socket.statistics().connects == 1
             assert socket.url == phoenix_server.url
-            # _run owns the nursery of the supervisor (which also reads), writer and timers.
+            # _run is the supervisor (which also reads); its nursery holds the writer and
+            # the timers.
             assert sorted(client_tasks()) == [
                 "trio_phoenix._runtime.SocketRuntime._run",
                 "trio_phoenix._runtime.SocketRuntime._run_timers",
-                "trio_phoenix._runtime.SocketRuntime._supervise",
                 "trio_phoenix._runtime.SocketRuntime._write",
             ]
         assert socket.statistics().state is SocketState.CLOSED

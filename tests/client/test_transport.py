@@ -158,6 +158,34 @@ async def test_client_close_sends_the_code(
             nursery.cancel_scope.cancel()
 
 
+async def test_a_reader_that_reads_during_aclose_waits_for_its_end(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    # aclose() reads to the server's close when no reader is reading; a reader that comes
+    # back meanwhile (it was between two reads) must not read the stream too.
+    with trio.fail_after(REAL_LIMIT), no_resource_warnings():
+        async with trio.open_nursery() as nursery:
+            transport = await open_transport(endpoint(phoenix_server), max_message_size=MAX)
+            connection = await phoenix_server.wait_connections(1)
+            outcome: list[int | None] = []
+
+            async def read() -> None:
+                with pytest.raises(TransportClosed) as info:
+                    await transport.receive_batch()
+                outcome.append(info.value.code)
+
+            connection.stall()  # the server's close will not come
+            nursery.start_soon(transport.aclose, 1000, "bye")
+            await trio.testing.wait_all_tasks_blocked()  # aclose is reading
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            assert outcome == []
+            await transport.abort()  # what the socket does once close_timeout has passed
+            await trio.testing.wait_all_tasks_blocked()
+            assert outcome == [1000]
+            nursery.cancel_scope.cancel()
+
+
 @pytest.fixture
 def certificate_authority() -> trustme.CA:
     return trustme.CA()

@@ -384,6 +384,53 @@ def test_close_ends_everything() -> None:
     assert [type(e) for e in core.events()] == [FrameDropped]
 
 
+def test_close_with_the_time_leaves_every_channel_without_waiting() -> None:
+    core = SocketCore(timeout=None)
+    connect(core)
+    joined = join_ok(core)
+    leaving = join_ok(core, "room:3")
+    pending = core.push(joined, "a", {}, 0)
+    joining = core.channel("room:2")
+    core.join(joining, 0)
+    core.leave(leaving, 0)
+    assert [(f.event, f.topic) for f in sent(core)] == [
+        ("a", TOPIC),
+        ("phx_join", "room:2"),
+        ("phx_leave", "room:3"),
+    ]
+    unsent = core.push(joined, "unsent", {}, 0)
+    core.close(1.0)
+    assert state(core) is SocketState.CLOSED
+    # Each channel ends as left at once; what was queued goes out, then the leaves (the
+    # channel already leaving sent its leave before).
+    assert core.events() == [
+        PushFailed(pending, "channel_closed", "left"),
+        PushFailed(unsent, "channel_closed", "left"),
+        ChannelEnded(joined.topic, "left", None, channel=joined),
+        ChannelEnded(leaving.topic, "left", None, channel=leaving),
+        ChannelEnded(joining.topic, "left", None, channel=joining),
+    ]
+    assert [(f.join_ref, f.event, f.topic) for f in sent(core)] == [
+        ("1", "unsent", TOPIC),
+        ("1", "phx_leave", TOPIC),
+        ("4", "phx_leave", "room:2"),
+    ]
+    assert core.channels() == []
+    assert core.next_deadline() is None
+    assert stats(core).pending_replies == 0
+    assert stats(core).disconnects == 1
+
+
+def test_close_with_the_time_while_not_connected_ends_channels_as_socket_closed() -> None:
+    core = connected_core()
+    channel = join_ok(core)
+    core.connection_lost(1, 1006)
+    core.events()
+    core.close(2.0)
+    assert core.events() == [ChannelEnded(channel.topic, "socket_closed", None, channel=channel)]
+    assert core.data_to_send() == []
+
+
 def test_close_while_waiting() -> None:
     core = connected_core()
     core.connection_lost(1, 1006)

@@ -294,11 +294,27 @@ class SocketCore(ChannelRules):
         else:
             self._schedule_reconnect(now)
 
-    def close(self) -> None:
-        """The application closes the socket for good: every channel and push ends."""
+    def close(self, now: float | None = None) -> None:
+        """The application closes the socket for good: every channel and push ends.
+
+        With ``now`` (the time), on an open connection every channel leaves first without
+        waiting for the server's reply: its ``phx_leave`` stays in the outbox (after the
+        frames queued before it), to be written before the transport's close, and the
+        channel ends as ``"left"`` at once. The server handles the leaves before the close
+        (and ends the channels of a closed connection anyway). Otherwise the channels end as
+        ``"socket_closed"``.
+        """
         if self._state is SocketState.CLOSED:
             return
         was_connected = self._state is SocketState.CONNECTED
+        outbox: list[Frame] = []
+        if now is not None and was_connected:
+            for channel in list(self._channels.values()):
+                self.leave(channel, now)
+            outbox = self._outbox  # what was queued, then the leaves
+            for channel in list(self._channels.values()):
+                # Every channel left is LEAVING now (the others ended at once).
+                self._end_channel(channel, ChannelEvent.LEAVE_DONE, CloseReason.LEFT)
         self._state = SocketState.CLOSED
         if was_connected:
             self._counters.disconnects += 1
@@ -306,7 +322,7 @@ class SocketCore(ChannelRules):
         self._timers.cancel(self._heartbeat_timer)
         self._heartbeat_ref = None
         self._lose_pings()
-        self._outbox = []
+        self._outbox = outbox
         for channel in list(self._channels.values()):
             self._end_channel(
                 channel,
