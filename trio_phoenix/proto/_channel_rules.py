@@ -91,11 +91,11 @@ class ChannelRules:
             params={} if params is None else params,
             timeout=channel_timeout,
             rejoin_backoff=Backoff(self.rejoin_after),
-            rejoin_timer=Timer(lambda now: None),
+            rejoin_timer=Timer(_rejoin_fired),
             rules=self,
             params_on_demand=params_on_demand,
         )
-        channel.rejoin_timer.callback = lambda now: self._rejoin_due(channel, now)
+        channel.rejoin_timer.owner = channel
         return channel
 
     def join(self, channel: ChannelCore, now: float, *, params: Any = UNSET) -> Push:
@@ -359,9 +359,9 @@ class ChannelRules:
             kind=kind,
             event=event,
             payload=payload,
-            timer=Timer(lambda now: None),
+            timer=Timer(_push_fired),
         )
-        push.timer.callback = lambda now: self._push_timed_out(push, now)
+        push.timer.owner = push
         return push
 
     def _finish(self, push: Push) -> None:
@@ -370,6 +370,7 @@ class ChannelRules:
         push.done = True
         self._timers.cancel(push.timer)
         push.timer.callback = no_timer
+        push.timer.owner = None
 
     def _send(self, message: Message) -> None:
         self._outbox.append(self.serializer.encode(message))
@@ -540,3 +541,17 @@ class ChannelRules:
             self._finish(push)
             self._events.append(PushFailed(push, failure, reason))
         self._events.append(ChannelEnded(channel.topic, reason, payload, channel=channel))
+
+
+def _rejoin_fired(channel: ChannelCore, now: float) -> None:
+    """A channel's rejoin timer passed (the timer's owner is the channel)."""
+    rules = channel.rules
+    assert isinstance(rules, ChannelRules)
+    rules._rejoin_due(channel, now)
+
+
+def _push_fired(push: Push, now: float) -> None:
+    """A push's timeout passed (the timer's owner is the push)."""
+    rules = push.channel.rules
+    assert isinstance(rules, ChannelRules)
+    rules._push_timed_out(push, now)

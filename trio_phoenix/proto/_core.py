@@ -152,8 +152,8 @@ class SocketCore(ChannelRules):
         self._reconnect_tries = 0
         self._disconnect_requested = False
         self._opened_at: float | None = None
-        self._reconnect_timer = Timer(self._reconnect_due)
-        self._heartbeat_timer = Timer(self._heartbeat_tick)
+        self._reconnect_timer = Timer(SocketCore._reconnect_due, self)
+        self._heartbeat_timer = Timer(SocketCore._heartbeat_tick, self)
         self._heartbeat_ref: str | None = None
         self._pings: dict[str, tuple[float, Waiter | None]] = {}  # ref -> (sent at, waiter)
         # Topic -> join ref of a channel whose leave Phoenix acknowledged: the phx_close it
