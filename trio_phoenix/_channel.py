@@ -96,7 +96,8 @@ class Channel:
         self._socket = socket
         self._params_source = params  # evaluated before every join (core.params_on_demand)
         core.owner = self
-        self._subscriptions: list[tuple[frozenset[str] | None, Subscription[Message]]] = []
+        # Replaced, never mutated (a delivery may run while one is added or removed).
+        self._subscriptions: tuple[tuple[frozenset[str] | None, Subscription[Message]], ...] = ()
         self._join_waiter: Waiter | None = None
         self._changed = Pulse()  # fired when the channel joins, errors or closes
         self._join_response: Any = None
@@ -310,11 +311,11 @@ class Channel:
             max_buffer, overflow, max_buffer_bytes=max_buffer_bytes, flow=self._socket._flow
         )
         entry = (frozenset(events) if events else None, subscription)
-        self._subscriptions.append(entry)
+        self._subscriptions = (*self._subscriptions, entry)
         try:
             yield subscription
         finally:
-            self._subscriptions.remove(entry)
+            self._subscriptions = tuple(e for e in self._subscriptions if e is not entry)
             self._closed_dropped += subscription.statistics().dropped
             subscription.close()
 

@@ -62,7 +62,6 @@ async def handshake(
 
     A rejection's body is read up to ``MAX_REJECTION_BODY`` bytes, never more.
     """
-    where = redact_url(url)
     received = bytearray()
     status: int | None = None
     bound = MAX_REJECTION_BODY  # the body's Content-Length, if smaller
@@ -90,10 +89,10 @@ async def handshake(
                 if isinstance(exc, InvalidStatus):
                     raise rejection(url, event.status_code, bytes(event.body))
                 if exc is not None:
-                    raise ConnectError(f"WebSocket handshake with {where} failed: {exc}") from None
+                    raise handshake_failed(url, str(exc)) from None
                 return event, bytes(received[fed:])
         if head_size is None and len(received) > _MAX_RESPONSE_HEAD:
-            raise ConnectError(f"WebSocket handshake with {where} failed: head too large")
+            raise handshake_failed(url, "head too large")
         if status is not None and status != 101:
             assert head_size is not None
             body = bytes(received[head_size:])
@@ -102,8 +101,11 @@ async def handshake(
             if not data or len(body) >= min(bound, MAX_REJECTION_BODY):
                 raise rejection(url, status, body)
         elif protocol.handshake_exc is not None:
-            raise ConnectError(
-                f"WebSocket handshake with {where} failed: {protocol.handshake_exc}"
-            ) from None
+            raise handshake_failed(url, str(protocol.handshake_exc)) from None
         if not data:
-            raise ConnectError(f"WebSocket handshake with {where} failed: connection closed")
+            raise handshake_failed(url, "connection closed")
+
+
+def handshake_failed(url: str, detail: str) -> ConnectError:
+    """The error of a handshake that went wrong (the URL redacted only now, on failure)."""
+    return ConnectError(f"WebSocket handshake with {redact_url(url)} failed: {detail}")

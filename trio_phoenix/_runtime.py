@@ -103,7 +103,7 @@ class SocketRuntime:
     _timer_scope: trio.CancelScope | None
     # Fired on every change of the core's connection state, and when a reconnect is due.
     _state_changed: Pulse
-    _lifecycle: list[Subscription[life.LifecycleEvent]]
+    _lifecycle: tuple[Subscription[life.LifecycleEvent], ...]  # replaced, never mutated
     _closing: trio.Event | None  # set by aclose() once it has closed
     _flow: Flow  # the reader's pause between reads (see _subscription)
     _last_error: ConnectError | None
@@ -206,6 +206,10 @@ class SocketRuntime:
         for subscription in self._lifecycle:
             subscription.offer(event)
 
+    def _fell_back(self, error: ConnectError | None) -> None:
+        """The transport choice moved to LongPoll for the socket's life."""
+        self._emit(life.TransportFallback(transport="longpoll", error=error))
+
     def _abort_connection(self, code: int, reason: str, grace: float) -> None:
         """Close the current connection with ``code``, waiting ``grace`` seconds at most for
         the server's close (a dead peer will not answer)."""
@@ -229,31 +233,32 @@ class SocketRuntime:
         always calls it, and its shielded leaves and closing handshake need the reader and
         writer alive even when the caller's block is being cancelled.
         """
-        with trio.CancelScope() as self._cancel_scope:
+        try:
+            async with trio.open_nursery() as nursery:
+                # The nursery's own scope is the socket's (aclose() cancels it as a fallback).
+                self._cancel_scope = nursery.cancel_scope
+                self._nursery = nursery
+                nursery.start_soon(self._run_timers)
+                nursery.start_soon(self._write)
+                if not wait_connected:
+                    nursery.cancel_scope.shield = shield
+                    task_status.started()
+                # The supervisor runs in this task; it reports started once connected.
+                # (No reference to the task status stays: it holds the start's nursery.)
+                starting = [task_status] if wait_connected else []
+                del task_status
+                await self._supervise(starting, shield)
+        except BaseExceptionGroup as group:
             try:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    nursery.start_soon(self._run_timers)
-                    nursery.start_soon(self._write)
-                    if not wait_connected:
-                        self._cancel_scope.shield = shield
-                        task_status.started()
-                    # The supervisor runs in this task; it reports started once connected.
-                    # (No reference to the task status stays: it holds the start's nursery.)
-                    starting = [task_status] if wait_connected else []
-                    del task_status
-                    await self._supervise(starting, shield)
-            except BaseExceptionGroup as group:
-                try:
-                    raise_preferred(group, None)
-                except BaseException as exc:
-                    if not isinstance(exc, trio.Cancelled):
-                        self._failure = exc  # what the callers' SocketClosed comes from
-                    raise
-            finally:
-                self._core.close()
-                self._pump()
-                self._state_changed.fire()
+                raise_preferred(group, None)
+            except BaseException as exc:
+                if not isinstance(exc, trio.Cancelled):
+                    self._failure = exc  # what the callers' SocketClosed comes from
+                raise
+        finally:
+            self._core.close()
+            self._pump()
+            self._state_changed.fire()
 
     async def _run_timers(self) -> None:
         """Feed the time to the core whenever its next deadline passes; ``_pump`` moves the
@@ -289,8 +294,9 @@ class SocketRuntime:
                 core.connection_opened(trio.current_time())
                 self._pump()
                 self._state_changed.fire()
-                logger.info("connected to %s", redact_url(self._url))
-                self._emit(life.Connected(connects=core.statistics().connects))
+                logger.info("connected to %s", _Redacted(self._url))
+                if self._lifecycle:
+                    self._emit(life.Connected(connects=core.statistics().connects))
                 if not started:
                     started = True
                     if starting:
@@ -327,50 +333,60 @@ class SocketRuntime:
 
     async def _open(self, *, first: bool) -> AnyTransport | None:
         """Open a transport, or report the failure to the core and return ``None`` (also when
-        the application dropped the attempt: ``disconnect()``, ``reconnect()``)."""
+        the application dropped the attempt: ``disconnect()``, ``reconnect()``).
+
+        One cancel scope per attempt: ``DropConnection`` cancels it, and ``connect_timeout``
+        is its deadline once the opening itself starts."""
         transport = None
-        with trio.CancelScope() as self._attempt_scope:
+        with trio.CancelScope() as scope:
+            self._attempt_scope = scope
             try:
-                transport = await self._attempt(first=first)
+                transport = await self._attempt(scope, first=first)
             finally:
                 self._attempt_scope = None
+        if scope.cancelled_caught and trio.current_time() >= scope.deadline:
+            message = f"connecting to {redact_url(self._url)} timed out"
+            self._attempt_failed(ConnectError(message), first=first)
+            return None
         if transport is not None and self._core.state is not SocketState.CONNECTING:
             with trio.CancelScope(shield=True):  # dropped just as it opened
                 await transport.abort()
             return None
         return transport
 
-    async def _attempt(self, *, first: bool) -> AnyTransport | None:
+    async def _attempt(self, scope: trio.CancelScope, *, first: bool) -> AnyTransport | None:
         try:
             token = await evaluate(self._auth_token)  # once per attempt, for either transport
-            self._url = await resolve_url(self._url_source)
+            source = self._url_source
+            # A str URL was checked once, by the constructor.
+            self._url = source if isinstance(source, str) else await resolve_url(source)
             url, subprotocols = await connect_args(
                 self._url, self._params, token, self._core.serializer.vsn
             )
-            with trio.fail_after(
-                math.inf if self._connect_timeout is None else self._connect_timeout
-            ):
-                assert self._nursery is not None
-                return await self._choice.open(
-                    url, subprotocols, token, self._nursery, proxy_for(url, self._proxy)
-                )
-        except (ConnectError, trio.TooSlowError) as exc:
-            error = (
-                exc
-                if isinstance(exc, ConnectError)
-                else ConnectError(f"connecting to {redact_url(self._url)} timed out")
+            if self._connect_timeout is not None:
+                scope.deadline = trio.current_time() + self._connect_timeout
+            assert self._nursery is not None
+            return await self._choice.open(
+                url, subprotocols, token, self._nursery, proxy_for(url, self._proxy)
             )
-            if self._core.state is not SocketState.CONNECTING:
-                return None  # the application dropped the attempt as it failed
-            if first and is_permanent(error):
-                raise error from error.__cause__
-            logger.warning("%s", error)
-            self._last_error = error
-            self._core.connection_failed(trio.current_time())
-            self._emit(life.ConnectFailed(error=error))
-            self._pump()
-            self._state_changed.fire()
+        except ConnectError as error:
+            self._attempt_failed(error, first=first)
             return None
+
+    def _attempt_failed(self, error: ConnectError, *, first: bool) -> None:
+        """Report a failed connect attempt to the core (and the lifecycle stream); raise it
+        when retrying cannot help the first connection."""
+        if self._core.state is not SocketState.CONNECTING:
+            return  # the application dropped the attempt as it failed
+        if first and is_permanent(error):
+            raise error from error.__cause__
+        logger.warning("%s", error)
+        self._last_error = error
+        self._core.connection_failed(trio.current_time())
+        if self._lifecycle:
+            self._emit(life.ConnectFailed(error=error))
+        self._pump()
+        self._state_changed.fire()
 
     async def _run_connection(self, transport: AnyTransport) -> tuple[int | None, str | None]:
         """Read one connection until it ends (the writer task sends on ``self._transport``);
@@ -442,6 +458,19 @@ class SocketRuntime:
                 await transport.send_many(frames)
             except TransportClosed:
                 pass  # the reader sees the loss and reports it
+
+
+class _Redacted:
+    """A URL shown in a log record with its secrets redacted, formatted only if the record
+    is emitted."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __str__(self) -> str:
+        return redact_url(self.url)
 
 
 def _abort(_: object) -> trio.lowlevel.Abort:

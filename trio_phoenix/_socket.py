@@ -142,9 +142,7 @@ class Socket(SocketRuntime):
             ssl_context=ssl_context,
             max_message_size=max_message_size,
             connect_timeout=connect_timeout,
-            on_fallback=lambda error: self._emit(
-                life.TransportFallback(transport="longpoll", error=error)
-            ),
+            on_fallback=self._fell_back,
         )
         self._nursery: trio.Nursery | None = None
         self._proxy = proxy
@@ -158,7 +156,7 @@ class Socket(SocketRuntime):
         self._send_wakeup = Wakeup()
         self._timer_scope: trio.CancelScope | None = None
         self._state_changed = Pulse()
-        self._lifecycle: list[Subscription[life.LifecycleEvent]] = []
+        self._lifecycle: tuple[Subscription[life.LifecycleEvent], ...] = ()
         self._closing: trio.Event | None = None
         self._flow = Flow()
         self._last_error: ConnectError | None = None
@@ -347,11 +345,11 @@ class Socket(SocketRuntime):
         """Receive lifecycle events (connected, disconnected, reconnect scheduled, channel
         errored/joined/ended, ...) in a bounded buffer, like ``Channel.subscribe``."""
         subscription: Subscription[life.LifecycleEvent] = Subscription(max_buffer, overflow)
-        self._lifecycle.append(subscription)
+        self._lifecycle = (*self._lifecycle, subscription)
         try:
             yield subscription
         finally:
-            self._lifecycle.remove(subscription)
+            self._lifecycle = tuple(s for s in self._lifecycle if s is not subscription)
             subscription.close()
 
     def statistics(self) -> SocketStatistics:

@@ -126,8 +126,10 @@ class Transport:
         self._receive_size = receive_buffer_size
         self._send_lock = trio.StrictFIFOLock()
         self._text: codecs.IncrementalDecoder | None = None  # a fragmented text message
-        self._text_parts: list[str] = []
-        self._binary: list[bytes] = []  # a fragmented binary message
+        # The parts of a fragmented text or binary message (None between messages: no
+        # list per connection until a message is fragmented).
+        self._text_parts: list[str] | None = None
+        self._binary: list[bytes] | None = None
         self._initiated = False  # we sent the close frame first
         self._closed: TransportClosed | None = None
         self._close_received = trio.Event()
@@ -419,13 +421,15 @@ class Transport:
             if self._text is not None:
                 self._add_text(event.data, final=event.fin)
                 if event.fin and not self._done:
+                    assert self._text_parts is not None
                     frames.append("".join(self._text_parts))
-                    self._text, self._text_parts = None, []
+                    self._text, self._text_parts = None, None
             else:
+                assert self._binary is not None
                 self._binary.append(bytes(event.data))
                 if event.fin:
                     frames.append(b"".join(self._binary))
-                    self._binary = []
+                    self._binary = None
         elif opcode is _CLOSE:
             received = self._protocol.close_rcvd
             assert received is not None
@@ -439,6 +443,7 @@ class Transport:
     def _add_text(self, data: bytes | bytearray | memoryview, *, final: bool) -> None:
         """Decode a fragment of a text message as it comes: invalid UTF-8 fails at once."""
         assert self._text is not None
+        assert self._text_parts is not None
         try:
             self._text_parts.append(self._text.decode(bytes(data), final))
         except UnicodeDecodeError as exc:
@@ -531,7 +536,6 @@ async def open_transport(
         ConnectError: the server refused the upgrade (``status`` set) or could not be
             reached, the proxy failed, or the TLS handshake failed.
     """
-    where = redact_url(url)
     uri = _uri(url)
     receive_size = receive_buffer_size or 65536
     stream: trio.abc.Stream | None = None
@@ -567,14 +571,14 @@ async def open_transport(
         stream = None
         return transport
     except (ssl.SSLError, ssl.CertificateError) as exc:
-        raise ConnectError(f"TLS handshake with {where} failed: {exc}") from exc
+        raise ConnectError(f"TLS handshake with {redact_url(url)} failed: {exc}") from exc
     except (OSError, trio.BrokenResourceError) as exc:
         cause = exc.__cause__  # trio.SSLStream wraps the SSLError in BrokenResourceError
         if isinstance(cause, ssl.SSLError | ssl.CertificateError):
-            raise ConnectError(f"TLS handshake with {where} failed: {cause}") from cause
-        raise ConnectError(f"cannot connect to {where}: {exc}") from exc
+            raise ConnectError(f"TLS handshake with {redact_url(url)} failed: {cause}") from cause
+        raise ConnectError(f"cannot connect to {redact_url(url)}: {exc}") from exc
     except InvalidHandshake as exc:  # pragma: no cover - the protocol reports, not raises
-        raise ConnectError(f"WebSocket handshake with {where} failed: {exc}") from None
+        raise ConnectError(f"WebSocket handshake with {redact_url(url)} failed: {exc}") from None
     finally:
         if stream is not None:
             await trio.aclose_forcefully(stream)

@@ -14,6 +14,7 @@ browser.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -64,6 +65,18 @@ def build_socket_url(
         >>> build_socket_url("ws://localhost:4000/socket/?token=abc")
         'ws://localhost:4000/socket/websocket?token=abc&vsn=2.0.0'
     """
+    if params is None or params == {}:
+        # The common case, once per connect attempt of every socket: cached.
+        return _url_without_params(endpoint, vsn)
+    return _build(endpoint, params, vsn)
+
+
+@functools.lru_cache(maxsize=64)
+def _url_without_params(endpoint: str, vsn: str) -> str:
+    return _build(endpoint, None, vsn)
+
+
+def _build(endpoint: str, params: Mapping[str, Any] | None, vsn: str) -> str:
     if not isinstance(endpoint, str):
         raise InvalidURL(f"socket URL must be a string, got {type(endpoint).__name__}")
     if params is not None and not isinstance(params, Mapping):
