@@ -89,6 +89,23 @@ class Channel:
     rejoins by itself with a new join ref; pushes made meanwhile wait in a buffer.
     """
 
+    __slots__ = (
+        "_changed",
+        "_closed_dropped",
+        "_core",
+        "_join_response",
+        "_join_waiter",
+        "_listeners",
+        "_messages_received",
+        "_params_source",
+        "_presences",
+        "_socket",
+        "_subscriptions",
+        "_unclaimed",
+        "_unclaimed_bound",
+        "_unclaimed_refused",
+    )
+
     def __init__(
         self, core: ChannelCore, socket: SocketLink, params: ParamsCallable | None = None
     ) -> None:

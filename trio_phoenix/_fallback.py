@@ -31,6 +31,20 @@ logger: Final = logging.getLogger("trio_phoenix")
 class TransportChoice:
     """The transport of the next connection, and the fallback's state."""
 
+    __slots__ = (
+        "_compress",
+        "_connect_timeout",
+        "_fallback",
+        "_headers",
+        "_longpoll_timeout",
+        "_max_message_size",
+        "_on_fallback",
+        "_open_websocket",
+        "_ssl_context",
+        "longpoll",
+        "probation_ref",
+    )
+
     def __init__(
         self,
         *,

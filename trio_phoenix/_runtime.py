@@ -81,6 +81,33 @@ class SocketRuntime:
     """A socket's running state, its event pump and its tasks (``Socket`` sets the state up
     in its constructor and adds the public API)."""
 
+    __slots__ = (
+        "_abort_reason",
+        "_attempt_scope",
+        "_auth_token",
+        "_cancel_scope",
+        "_choice",
+        "_close_timeout",
+        "_closing",
+        "_connect_timeout",
+        "_connection_scope",
+        "_core",
+        "_failure",
+        "_flow",
+        "_last_error",
+        "_lifecycle",
+        "_nursery",
+        "_params",
+        "_proxy",
+        "_send_wakeup",
+        "_state_changed",
+        "_timer_scope",
+        "_transport",
+        "_trio_token",
+        "_url",
+        "_url_source",
+    )
+
     _trio_token: trio.lowlevel.TrioToken
     _core: SocketCore
     _url_source: UrlSource

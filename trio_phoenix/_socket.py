@@ -64,6 +64,8 @@ class Socket(SocketRuntime):
     ``TypeError``.
     """
 
+    __slots__ = ("_headers", "_max_message_size", "_ssl_context", "_transport_name")
+
     def __init__(
         self,
         url: UrlSource,

@@ -95,6 +95,31 @@ class TransportClosed(Exception):
 class Transport:
     """One open WebSocket connection (client side)."""
 
+    __slots__ = (
+        "_binary",
+        "_close_received",
+        "_closed",
+        "_closer_reads",
+        "_done",
+        "_early",
+        "_fast",
+        "_head",
+        "_held",
+        "_initiated",
+        "_max_size",
+        "_owed",
+        "_protocol",
+        "_reading",
+        "_receive_size",
+        "_send_lock",
+        "_stream",
+        "_text",
+        "_text_parts",
+        "_watch",
+        "compressed",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,

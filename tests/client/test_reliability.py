@@ -27,6 +27,7 @@ from tests.helpers import next_of
 from tests.system.soak import BroadcastLedger, PushRecord, SoakConfig, SoakFailure, run_soak
 from trio_phoenix import (
     DEFAULT_MAX_BUFFER_BYTES,
+    Channel,
     ChannelClosed,
     ChannelErrored,
     ChannelJoined,
@@ -42,6 +43,7 @@ from trio_phoenix import (
     SubscriptionOverflow,
     open_socket,
 )
+from trio_phoenix.proto import SocketCore
 from trio_phoenix.testing import FaultProxy, TestServer, open_fault_proxy
 
 LIMIT = 200  # virtual seconds a test on autojump_clock may take
@@ -335,7 +337,7 @@ async def test_a_ping_racing_a_heartbeat_timeout_is_lost_not_closed(
 
 
 async def test_keyboard_interrupt_in_a_socket_task_reaches_the_caller_as_itself(
-    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C landing in the reader (not in the caller's task) while the caller pushes: the
     caller's push fails with SocketClosed, but the block must raise the KeyboardInterrupt,
@@ -344,14 +346,15 @@ async def test_keyboard_interrupt_in_a_socket_task_reaches_the_caller_as_itself(
 
     async def push_loop() -> None:
         async with open_socket(phoenix_server.url) as socket, socket.channel("echo:ki") as ch:
-            receive = socket._core.receive
+            receive = SocketCore.receive
 
-            def interrupted(frame: str | bytes, now: float) -> None:
+            def interrupted(core: SocketCore, frame: str | bytes, now: float) -> None:
                 if "interrupt-me" in str(frame):
                     raise KeyboardInterrupt
-                receive(frame, now)
+                receive(core, frame, now)
 
-            socket._core.receive = interrupted  # type: ignore[method-assign]
+            # (The core has slots: the method is patched on the class, for this test only.)
+            monkeypatch.setattr(SocketCore, "receive", interrupted)
             for n in range(100):
                 try:
                     await ch.push("echo", {"n": n, "tag": "interrupt-me" if n == 5 else ""})
@@ -367,19 +370,21 @@ async def test_keyboard_interrupt_in_a_socket_task_reaches_the_caller_as_itself(
 
 
 async def test_a_join_cancelled_as_its_ok_arrives_leaves_the_topic_free(
-    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with trio.fail_after(LIMIT):
         async with open_socket(phoenix_server.url) as socket:
             channel = socket.channel("echo:race")
             with trio.CancelScope() as scope:
-                joined = channel._joined
+                joined = Channel._joined
 
-                def cancel_then_join(response: object, rejoin: bool) -> None:
-                    scope.cancel()  # delivered to the waiting join() first...
-                    joined(response, rejoin)  # ...then the ok is processed
+                def cancel_then_join(self: Channel, response: Any, rejoin: bool) -> None:
+                    if self is channel:
+                        scope.cancel()  # delivered to the waiting join() first...
+                    joined(self, response, rejoin)  # ...then the ok is processed
 
-                channel._joined = cancel_then_join  # type: ignore[method-assign]
+                # (Channel has slots: patched on the class, for this channel only.)
+                monkeypatch.setattr(Channel, "_joined", cancel_then_join)
                 await channel.join()
                 pytest.fail("the join was not cancelled")
             assert channel.state is not ChannelState.JOINED

@@ -49,6 +49,21 @@ __all__ = ["ChannelRules"]
 class ChannelRules:
     """The channel commands and rules of ``SocketCore`` (which sets up the state below)."""
 
+    # The state both classes use lives here; SocketCore's own state in its slots.
+    __slots__ = (
+        "_channels",
+        "_counters",
+        "_events",
+        "_left",
+        "_outbox",
+        "_ref",
+        "_state",
+        "_timers",
+        "rejoin_after",
+        "serializer",
+        "timeout",
+    )
+
     serializer: Serializer
     timeout: float | None
     rejoin_after: Callable[[int], float]

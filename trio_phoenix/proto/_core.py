@@ -123,6 +123,19 @@ class SocketCore(ChannelRules):
             (phoenix.js does not; users rarely want that).
     """
 
+    __slots__ = (
+        "_disconnect_requested",
+        "_heartbeat_ref",
+        "_heartbeat_timer",
+        "_opened_at",
+        "_pings",
+        "_reconnect_after",
+        "_reconnect_timer",
+        "_reconnect_tries",
+        "heartbeat_interval",
+        "reconnect_on_clean_close",
+    )
+
     def __init__(
         self,
         *,
