@@ -13,9 +13,13 @@ what runs. Rules it keeps:
    current connection, all queued frames in one write) and the timer task (feeds
    ``trio.current_time()`` to the core when its next deadline passes; apart from the writer,
    so that a write blocked on a dead peer does not hold back the heartbeat timeout). Only the
-   writer writes, so frames go out in the order the core produced them, and a caller's push
-   never waits in a write (a server that stops reading cannot hold a push past its
-   deadline).
+   writer waits in a write, so a caller's push never does (a server that stops reading cannot
+   hold a push past its deadline). The one exception is not a wait: on a quiet connection
+   (``_quiet``: nothing written since the last read or write) of the WebSocket transport on
+   plain TCP, ``_pump()`` writes the frames at once with ``Transport.write_now``, which never
+   blocks (saving the task switch to the writer per push); what the kernel does not take
+   stays unsent and the writer sends it before anything else, so frames go out in the order
+   the core produced them. ``aclose()`` writes through its transport only.
 3. No task outlives ``open_socket``; the caller sees their own exception, never an internal
    ``ExceptionGroup``.
 """
@@ -46,7 +50,7 @@ from ._options import (
 from ._outcomes import settle_push
 from ._subscription import Flow, Subscription
 from ._sync import Pulse, Wakeup
-from ._transport import TransportClosed
+from ._transport import Transport, TransportClosed
 from ._transports import AnyTransport
 from .proto import (
     ChannelCore,
@@ -127,6 +131,8 @@ class SocketRuntime:
     # for the server's close.
     _abort_reason: tuple[int, str, float] | None
     _send_wakeup: Wakeup  # the writer waits on it
+    # No frame was written since the last read or write cycle: the pump may write directly.
+    _quiet: bool
     _timer_scope: trio.CancelScope | None
     # Fired on every change of the core's connection state, and when a reconnect is due.
     _state_changed: Pulse
@@ -214,7 +220,20 @@ class SocketRuntime:
                 case _ as unreachable:  # pragma: no cover
                     assert_never(unreachable)
         if core.has_data_to_send:
-            self._send_wakeup.set()  # (a writing task looks for more frames when done)
+            transport = self._transport
+            if (
+                self._quiet
+                and self._closing is None
+                and isinstance(transport, Transport)
+                and transport.write_now(core.data_to_send) is not None
+            ):
+                # Written at once, without a task switch to the writer: the first frames
+                # since the last read or write (a burst is batched by the writer).
+                self._quiet = False
+                if transport.unsent:
+                    self._send_wakeup.set()  # the writer sends the rest, first
+            else:
+                self._send_wakeup.set()  # (a writing task looks for more frames when done)
         scope = self._timer_scope
         if scope is not None:
             deadline = core.next_deadline()
@@ -457,6 +476,7 @@ class SocketRuntime:
         step = flow.SLICE
         while True:
             frames = await receive_batch()
+            self._quiet = True
             for start in range(0, len(frames), step):
                 now = trio.current_time()
                 for frame in frames[start : start + step]:
@@ -476,15 +496,16 @@ class SocketRuntime:
         core = self._core
         while True:
             transport = self._transport
-            frames = core.data_to_send() if transport is not None else None
-            if not frames:
-                await self._send_wakeup.wait()
-                continue
-            assert transport is not None
-            try:
-                await transport.send_many(frames)
-            except TransportClosed:
-                pass  # the reader sees the loss and reports it
+            if transport is not None:
+                frames = core.data_to_send()
+                if frames or (isinstance(transport, Transport) and transport.unsent):
+                    try:
+                        await transport.send_many(frames)
+                    except TransportClosed:
+                        pass  # the reader sees the loss and reports it
+                    continue
+            self._quiet = True  # idle: the next frames may be written by the pump
+            await self._send_wakeup.wait()
 
 
 class _Redacted:

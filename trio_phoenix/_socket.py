@@ -156,6 +156,7 @@ class Socket(SocketRuntime):
         self._attempt_scope: trio.CancelScope | None = None
         self._abort_reason: tuple[int, str, float] | None = None
         self._send_wakeup = Wakeup()
+        self._quiet = True
         self._timer_scope: trio.CancelScope | None = None
         self._state_changed = Pulse()
         self._lifecycle: tuple[Subscription[life.LifecycleEvent], ...] = ()

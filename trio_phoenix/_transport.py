@@ -6,7 +6,9 @@ parses about 2x faster than wsproto, see ``benchmarks/README.md``), driven by th
 tasks: the reader calls ``receive_batch()``, where every complete message of one
 ``receive_some`` comes back as one list (whole unfragmented text and binary frames, the common
 case, are cut from the read directly; every other frame goes through the protocol, in order);
-the writer calls ``send_many(frames)``, which writes every queued frame in one ``send_all``.
+the writer calls ``send_many(frames)``, which writes every queued frame in one ``send_all``;
+the pump may first try ``write_now(take)``, a non-blocking ``os.write`` on a plain TCP socket
+(POSIX) whose unwritten rest (``unsent``) every later write sends first.
 Pings are answered and the server's close is echoed by the protocol itself; the reply goes out
 before the reader reads again.
 
@@ -26,8 +28,8 @@ import codecs
 import logging
 import os
 import ssl
-import struct
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -40,16 +42,12 @@ from websockets.frames import CloseCode, Frame as WsFrame, Opcode
 from websockets.protocol import State
 from websockets.uri import WebSocketURI
 
+from ._encode import encode
 from ._exceptions import ConnectError
 from ._handshake import MAX_REJECTION_BODY, handshake, rejection
 from ._network import open_stream
 from ._text_watch import TextWatch
 from .proto import Frame, redact_url
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets without its C extension
-    from websockets.utils import apply_mask
 
 __all__ = ["MAX_REJECTION_BODY", "Transport", "TransportClosed", "open_transport", "rejection"]
 
@@ -131,6 +129,15 @@ class Transport:
         early: bytes = b"",
     ) -> None:
         self._stream = stream
+        # The socket ``write_now`` writes to directly: plain TCP on POSIX only (TLS must go
+        # through its stream; Windows cannot ``os.write`` a socket).
+        self._socket = (
+            stream.socket
+            if isinstance(stream, trio.SocketStream) and sys.platform != "win32"
+            else None
+        )
+        #: What ``write_now`` could not write: the next write sends it first.
+        self.unsent = b""
         self._early = early  # what came after the handshake's response, in the same read
         # What the protocol queued when the connection ended (a close frame, after an invalid
         # frame or the server's close) in a read that also brought messages: held back until
@@ -183,6 +190,8 @@ class Transport:
         except trio.WouldBlock:
             await lock.acquire()
         try:
+            if self.unsent:  # what write_now left goes first
+                data, self.unsent = self.unsent + data, b""
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._lost()
@@ -201,43 +210,42 @@ class Transport:
                 pass
 
     async def send_many(self, frames: Sequence[Frame]) -> None:
-        """Send ``frames`` in order, in one write."""
-        protocol = self._protocol
-        if self._held is not None:  # the connection is ending: answers go before the close
-            extensions = protocol.extensions
-            await self._write(
-                b"".join(
-                    WsFrame(_TEXT, frame.encode()).serialize(mask=True, extensions=extensions)
-                    if isinstance(frame, str)
-                    else WsFrame(_BINARY, frame).serialize(mask=True, extensions=extensions)
-                    for frame in frames
-                )
-            )
-            return
-        if self._closed is not None:
-            raise self._closed
-        if protocol.state is not State.OPEN:
-            self._lost()
-            assert self._closed is not None
-            raise self._closed
-        if self._fast:  # no extension: the frames are written as the protocol would
-            await self._write(
-                b"".join(
-                    [
-                        _masked(0x81, frame.encode())
-                        if isinstance(frame, str)
-                        else _masked(0x82, frame)
-                        for frame in frames
-                    ]
-                )
-            )
-            return
-        for frame in frames:
-            if isinstance(frame, str):
-                protocol.send_text(frame.encode())
-            else:
-                protocol.send_binary(frame)
-        await self._write(b"".join(protocol.data_to_send()))
+        """Send ``frames`` in order, in one write (after what ``write_now`` left unsent)."""
+        if self._held is None:  # (held: the connection is ending, answers go before the close)
+            if self._closed is None and self._protocol.state is not State.OPEN:
+                self._lost()
+            if self._closed is not None:
+                self.unsent = b""  # lost with the connection
+                raise self._closed
+        await self._write(encode(self._protocol, frames, fast=self._fast))
+
+    def write_now(self, take: Callable[[], Sequence[Frame]]) -> int | None:
+        """Write the frames ``take()`` returns at once, without blocking, when nothing else is
+        being written; return how many bytes the kernel took. The rest stays in ``unsent``,
+        for the next write (of the writer's ``send_many``) to send first.
+
+        Returns ``None``, without calling ``take``, when it cannot write now: not a plain TCP
+        socket on POSIX (TLS, Windows), a write in progress, bytes already unsent, or the
+        connection ending. A write that fails (``EAGAIN``, ``EPIPE``, ``ECONNRESET``) leaves
+        every byte unsent: the writer's write then reports the loss, as it would have."""
+        sock = self._socket
+        if (
+            sock is None
+            or self.unsent
+            or self._closed is not None
+            or self._held is not None
+            or self._send_lock.locked()
+            or self._protocol.state is not State.OPEN
+        ):
+            return None
+        data = encode(self._protocol, take(), fast=self._fast)
+        try:
+            written = os.write(sock.fileno(), data)
+        except OSError:
+            written = 0
+        if written < len(data):
+            self.unsent = data[written:]
+        return written
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -513,20 +521,6 @@ class Transport:
         """Close the stream at once."""
         self._lost()
         await trio.aclose_forcefully(self._stream)
-
-
-def _masked(first: int, data: bytes) -> bytes:
-    """A client frame: ``first`` is the first byte (FIN and the opcode), ``data`` is masked
-    with 4 random bytes (websockets takes them from the same source)."""
-    mask = os.urandom(4)
-    size = len(data)
-    if size < 126:
-        head = bytes((first, 0x80 | size))
-    elif size < 65536:
-        head = struct.pack("!BBH", first, 0xFE, size)
-    else:
-        head = struct.pack("!BBQ", first, 0xFF, size)
-    return head + mask + apply_mask(data, mask)
 
 
 def _uri(url: str) -> WebSocketURI:

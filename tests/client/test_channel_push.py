@@ -95,6 +95,67 @@ async def test_a_push_keeps_its_deadline_while_the_server_reads_nothing(
                 assert trio.current_time() - start == pytest.approx(1.0)
 
 
+async def test_pushes_behind_a_partly_written_push_arrive_whole_and_after_it(
+    server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    """A push is written at once by the pushing task, but a big one only in part (what the
+    kernel's buffer takes); pushes made before the rest went out wait for it (the writer
+    sends it first): every frame arrives whole and in order (the direct write itself:
+    ``tests/client/test_transport_direct.py``)."""
+    big = "y" * 4_000_000
+    with trio.fail_after(LIMIT):
+        async with open_socket(server.url) as socket, socket.channel("echo:big") as channel:
+            replies: dict[int, Any] = {}
+
+            async def push(index: int, payload: dict[str, Any]) -> None:
+                replies[index] = await channel.push("echo", payload)
+
+            async with trio.open_nursery() as nursery:
+                sent = socket.statistics().frames_sent
+                nursery.start_soon(push, 0, {"b": big})
+                while socket.statistics().frames_sent == sent:  # until it is written
+                    await trio.lowlevel.checkpoint()
+                for index in range(1, 6):
+                    nursery.start_soon(push, index, {"i": index})
+            assert replies[0] == {"b": big}
+            assert all(replies[index] == {"i": index} for index in range(1, 6))
+            refs = [int(ref or 0) for _, ref, _, event, _ in wire(server) if event == "echo"]
+            assert refs == sorted(refs)
+            assert wire(server)[1][4] == {"b": big}
+            assert socket.statistics().malformed_frames == 0
+
+
+async def test_the_unsent_rest_of_a_push_dies_with_its_connection(
+    server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    """A push written in part to a server that stopped reading, then the connection drops:
+    the rest is not sent on the next connection, which carries only whole frames."""
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(server.url) as socket,
+            socket.lifecycle() as events,
+            socket.channel("echo:rest") as channel,
+        ):
+            server.accepted_connections[0].stall()
+            outcome: list[BaseException] = []
+
+            async def push() -> None:
+                with pytest.raises(ReplyLost) as info:
+                    await channel.push("echo", {"b": "z" * 4_000_000})
+                outcome.append(info.value)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(push)
+                await trio.sleep(1)
+                server.accepted_connections[0].drop()
+            assert outcome
+            while not isinstance(await events.receive(), Disconnected):
+                pass
+            assert await channel.push("echo", {"next": 1}) == {"next": 1}
+            assert [event for *_, event, _ in wire(server, 1)] == ["phx_join", "echo"]
+            assert server.accepted_connections[1].close_code is None
+
+
 async def test_an_error_reply_raises_push_error(
     server: TestServer, autojump_clock: trio.abc.Clock
 ) -> None:
