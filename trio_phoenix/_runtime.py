@@ -103,6 +103,7 @@ class SocketRuntime:
         "_nursery",
         "_params",
         "_proxy",
+        "_quiet",
         "_send_wakeup",
         "_state_changed",
         "_timer_scope",

@@ -110,12 +110,14 @@ class Transport:
         "_reading",
         "_receive_size",
         "_send_lock",
+        "_socket",
         "_stream",
         "_text",
         "_text_parts",
         "_watch",
         "compressed",
         "subprotocol",
+        "unsent",
     )
 
     def __init__(
