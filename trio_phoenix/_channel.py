@@ -449,9 +449,10 @@ class Channel:
             self._join_waiter.set_error(
                 join_error(self.topic, reason, payload, self._core.timeout)
             )
-        end = stream_error(self.topic, reason, payload)
-        for _, subscription in self._subscriptions:
-            subscription.end(end)
+        if self._subscriptions:  # (no exception built for nobody)
+            end = stream_error(self.topic, reason, payload)
+            for _, subscription in self._subscriptions:
+                subscription.end(end)
         self._drop_unclaimed()
         for view in self._presences.values():
             view._ended()

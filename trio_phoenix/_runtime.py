@@ -20,8 +20,10 @@ what runs. Rules it keeps:
    blocks (saving the task switch to the writer per push); what the kernel does not take
    stays unsent and the writer sends it before anything else, so frames go out in the order
    the core produced them. ``aclose()`` writes through its transport only.
-3. No task outlives ``open_socket``; the caller sees their own exception, never an internal
-   ``ExceptionGroup``.
+3. No task outlives ``open_socket`` or ``aclose()``; the caller sees their own exception,
+   never an internal ``ExceptionGroup``. Once the core is closed the tasks return on their
+   own (cancelling thousands of sockets costs far more); the socket's cancel scope is only
+   cancelled when ``close_timeout`` passes first.
 """
 
 from __future__ import annotations
@@ -107,10 +109,12 @@ class SocketRuntime:
         "_send_wakeup",
         "_state_changed",
         "_timer_scope",
+        "_timer_task",
         "_transport",
         "_trio_token",
         "_url",
         "_url_source",
+        "_writer_task",
     )
 
     _trio_token: trio.lowlevel.TrioToken
@@ -123,7 +127,8 @@ class SocketRuntime:
     _proxy: ProxyOption
     _connect_timeout: float | None
     _close_timeout: float
-    _nursery: trio.Nursery | None  # where a transport may run a task
+    # Where a transport or a channel may run a task; None once the socket's tasks ended.
+    _nursery: trio.Nursery | None
     _cancel_scope: trio.CancelScope | None
     _transport: AnyTransport | None
     _connection_scope: trio.CancelScope | None
@@ -134,6 +139,8 @@ class SocketRuntime:
     _send_wakeup: Wakeup  # the writer waits on it
     # No frame was written since the last read or write cycle: the pump may write directly.
     _quiet: bool
+    _writer_task: trio.lowlevel.Task | None
+    _timer_task: trio.lowlevel.Task | None
     _timer_scope: trio.CancelScope | None
     # Fired on every change of the core's connection state, and when a reconnect is due.
     _state_changed: Pulse
@@ -295,6 +302,7 @@ class SocketRuntime:
                 starting = [task_status] if wait_connected else []
                 del task_status
                 await self._supervise(starting, shield)
+                self._end_tasks(nursery)
         except BaseExceptionGroup as group:
             try:
                 raise_preferred(group, None)
@@ -303,18 +311,36 @@ class SocketRuntime:
                     self._failure = exc  # what the callers' SocketClosed comes from
                 raise
         finally:
+            self._nursery = None  # aclose() waits for this
             self._core.close()
             self._pump()
             self._state_changed.fire()
 
+    def _end_tasks(self, nursery: trio.Nursery) -> None:
+        """The core is closed and the supervisor done: wake the writer and the timer task,
+        which return (no cancellation: it costs much more at scale); cancel any other task
+        (a channel's params callable, a transport's task)."""
+        self._send_wakeup.set()
+        timer = self._timer_task
+        if timer is not None and timer.custom_sleep_data is _TIMER_WAIT:
+            trio.lowlevel.reschedule(timer)
+        for task in nursery.child_tasks:
+            if task is not timer and task is not self._writer_task:
+                nursery.cancel_scope.cancel()
+                break
+
     async def _run_timers(self) -> None:
         """Feed the time to the core whenever its next deadline passes; ``_pump`` moves the
-        sleeping scope's deadline earlier when a command adds an earlier timer."""
+        sleeping scope's deadline earlier when a command adds an earlier timer. Returns once
+        the core is closed (``_end_tasks`` wakes it)."""
         core = self._core
-        while True:
+        task = self._timer_task = trio.lowlevel.current_task()
+        while core.state is not SocketState.CLOSED:
             deadline = core.next_deadline()
             with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
                 self._timer_scope = scope
+                # (trio clears it when the task is rescheduled, by _end_tasks or the deadline)
+                task.custom_sleep_data = _TIMER_WAIT
                 await trio.lowlevel.wait_task_rescheduled(_abort)  # until the deadline
             self._timer_scope = None
             core.handle_timers(trio.current_time())
@@ -352,8 +378,7 @@ class SocketRuntime:
                         starting.pop().started()
                 code, reason = await self._run_connection(transport)
                 if self._closing is not None:
-                    # aclose() is finishing the closing handshake; it stops us after.
-                    await trio.sleep_forever()
+                    return  # aclose() finishes the closing handshake
                 # Disconnected first: errored channels and the reconnect follow from it.
                 logger.info("disconnected (code %s, %r)", code, reason)
                 self._emit(life.Disconnected(code=code, reason=reason))
@@ -493,8 +518,10 @@ class SocketRuntime:
 
         One writer for the socket's whole life: frames go out in the order the core produced
         them, and a connection loss only costs the frames of that connection (the core fails
-        their pushes)."""
+        their pushes). Returns once the core is closed (``aclose()`` writes the last frames,
+        with the close frame)."""
         core = self._core
+        self._writer_task = trio.lowlevel.current_task()
         while True:
             transport = self._transport
             if transport is not None:
@@ -505,6 +532,8 @@ class SocketRuntime:
                     except TransportClosed:
                         pass  # the reader sees the loss and reports it
                     continue
+            if core.state is SocketState.CLOSED:
+                return
             self._quiet = True  # idle: the next frames may be written by the pump
             await self._send_wakeup.wait()
 
@@ -520,6 +549,10 @@ class _Redacted:
 
     def __str__(self) -> str:
         return redact_url(self.url)
+
+
+#: The timer task's ``custom_sleep_data`` while it sleeps until the core's next deadline.
+_TIMER_WAIT: Final = object()
 
 
 def _abort(_: object) -> trio.lowlevel.Abort:

@@ -157,6 +157,8 @@ class Socket(SocketRuntime):
         self._abort_reason: tuple[int, str, float] | None = None
         self._send_wakeup = Wakeup()
         self._quiet = True
+        self._writer_task: trio.lowlevel.Task | None = None
+        self._timer_task: trio.lowlevel.Task | None = None
         self._timer_scope: trio.CancelScope | None = None
         self._state_changed = Pulse()
         self._lifecycle: tuple[Subscription[life.LifecycleEvent], ...] = ()
@@ -361,12 +363,14 @@ class Socket(SocketRuntime):
 
     async def aclose(self) -> None:
         """Leave every channel, close the connection with code 1000 (the closing handshake
-        bounded by ``close_timeout``) and stop the socket's tasks. ``open_socket`` does this
-        when its block ends.
+        bounded by ``close_timeout``) and wait for the socket's tasks to end: when it returns,
+        none of them runs. ``open_socket`` does this when its block ends.
 
         The leaves go out with the close, in one write, and do not wait for the server's
         replies: each channel ends at once (`ChannelEnded` with reason ``"left"``; its
         pushes fail with ``ChannelClosed``). Phoenix handles the leaves before the close.
+        The tasks end on their own once the connection is closed; only when
+        ``close_timeout`` passes first are they cancelled.
 
         Like trio's ``aclose`` methods, it closes the socket even when cancelled, and it is
         always a checkpoint."""
@@ -376,22 +380,49 @@ class Socket(SocketRuntime):
             return
         self._closing = closing = trio.Event()
         self._flow.close()  # the reader must get to the server's close
-        deadline = trio.current_time() + self._close_timeout
+        now = trio.current_time()
+        transport = self._transport
         try:
-            core = self._core
-            core.close(trio.current_time())
-            self._pump()
-            self._state_changed.fire()
-            transport = self._transport
-            if transport is not None:
-                with trio.move_on_at(deadline, shield=True):
+            with trio.CancelScope(deadline=now + self._close_timeout, shield=True):
+                core = self._core
+                core.close(now)
+                self._pump()
+                frames = core.data_to_send()  # what was queued, then the leaves
+                self._state_changed.fire()
+                if self._attempt_scope is not None:
+                    self._attempt_scope.cancel()  # a connect attempt in flight
+                if transport is not None:
                     # The leaves go out with the close frame.
-                    await transport.aclose(1000, "", core.data_to_send())
-                with trio.CancelScope(shield=True):
-                    await transport.abort()
+                    await transport.aclose(1000, "", frames)
+                    await transport.abort()  # (nothing left to do, unless cut short)
+                await self._tasks_ended()
         finally:
-            if self._cancel_scope is not None:
-                self._cancel_scope.cancel()
+            if self._nursery is not None:
+                # close_timeout passed (or aclose() runs in one of the socket's tasks).
+                with trio.CancelScope(shield=True):
+                    if transport is not None:
+                        await transport.abort()
+                    if self._cancel_scope is not None:
+                        self._cancel_scope.cancel()
+                    await self._tasks_ended()
             closing.set()
         # Closed: now a checkpoint (a socket that was not connected had none so far).
         await trio.lowlevel.checkpoint()
+
+    async def _tasks_ended(self) -> None:
+        """Wait until the socket's tasks ended (unless this task is one of them)."""
+        while self._nursery is not None and not self._in_own_task():
+            await self._state_changed.wait()
+
+    def _in_own_task(self) -> bool:
+        """Whether the current task is the socket's, or runs under it (a ``params`` or
+        ``url`` callable that closes the socket)."""
+        nursery = self._nursery
+        assert nursery is not None
+        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+        while task is not None:
+            if task is nursery.parent_task:
+                return True
+            parent = task.parent_nursery
+            task = None if parent is None else parent.parent_task
+        return False

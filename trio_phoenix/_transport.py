@@ -112,6 +112,7 @@ class Transport:
         "_send_lock",
         "_socket",
         "_stream",
+        "_stream_closed",
         "_text",
         "_text_parts",
         "_watch",
@@ -170,6 +171,7 @@ class Transport:
         self._done = False  # the reader must stop: close received, protocol error, EOF
         self._reading = False
         self._closer_reads = False  # aclose() reads the stream (to the server's close)
+        self._stream_closed = False
         # The fast path of ``_feed`` (no compression): whole unfragmented data frames are cut
         # from a read here; every other frame goes through the protocol.
         self._fast = not protocol.extensions
@@ -279,10 +281,11 @@ class Transport:
         protocol = self._protocol
         if self._held is not None:
             held, self._held = self._held, None
-            try:
-                await self._write(held)
-            except TransportClosed:
-                pass
+            if held:  # (empty when the protocol queued nothing, e.g. after our own close)
+                try:
+                    await self._write(held)
+                except TransportClosed:
+                    pass
         frames: list[Frame] = []
         while True:
             if not self._done:
@@ -302,7 +305,7 @@ class Transport:
                 return frames  # before the error or close that followed them
             await self._flush()
             if self._done:
-                await trio.aclose_forcefully(self._stream)
+                await self._close_stream()
             if frames:
                 return frames
             if self._done:
@@ -517,12 +520,24 @@ class Transport:
                             break
         finally:
             if not self._reading or self._close_received.is_set():
-                await trio.aclose_forcefully(self._stream)
+                await self._close_stream()
 
     async def abort(self) -> None:
-        """Close the stream at once."""
+        """Close the stream at once (nothing to do if it is closed already)."""
         self._lost()
-        await trio.aclose_forcefully(self._stream)
+        await self._close_stream()
+
+    async def _close_stream(self) -> None:
+        """Close the stream at once, the first time only; a plain socket stream is closed
+        without a checkpoint (``aclose_forcefully`` raises and catches a cancellation)."""
+        if self._stream_closed:
+            return
+        self._stream_closed = True
+        stream = self._stream
+        if type(stream) is trio.SocketStream:
+            stream.socket.close()
+        else:
+            await trio.aclose_forcefully(stream)
 
 
 def _uri(url: str) -> WebSocketURI:

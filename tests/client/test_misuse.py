@@ -160,6 +160,8 @@ async def push_on_a_closed_socket(s: Setup) -> None:
         channel = socket.channel("echo:closing")
         await channel.join()
         s.connection = s.server.connections[-1]
+    # aclose() returns once the client is done, maybe before the server's side has ended.
+    await s.connection.wait_closed()
     s.nothing_sent_from_here()
     await channel.push("echo", {})
 

@@ -421,6 +421,29 @@ def test_close_with_the_time_leaves_every_channel_without_waiting() -> None:
     assert stats(core).disconnects == 1
 
 
+def test_close_with_the_time_queues_the_leaves_without_pushes_or_timers() -> None:
+    core = SocketCore(timeout=5.0)
+    connect(core)
+    joined = join_ok(core)
+    core.close(1.0)
+    assert core.next_deadline() is None  # no leave timer, nor any other
+    assert joined.leave_push is None
+    assert joined.pending == {}
+    assert [(f.join_ref, f.ref, f.event) for f in sent(core)] == [("1", "2", "phx_leave")]
+
+
+def test_close_with_the_time_sends_no_leave_for_a_join_not_sent() -> None:
+    core = SocketCore(timeout=None)
+    connect(core)
+    waiting = core.channel(TOPIC, params_on_demand=True)
+    core.join(waiting, 0)  # waits for its params: no join frame yet
+    assert waiting.join_ref is None
+    core.events()
+    core.close(2.0)
+    assert core.events() == [ChannelEnded(waiting.topic, "left", None, channel=waiting)]
+    assert core.data_to_send() == []
+
+
 def test_close_with_the_time_while_not_connected_ends_channels_as_socket_closed() -> None:
     core = connected_core()
     channel = join_ok(core)

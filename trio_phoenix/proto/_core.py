@@ -66,7 +66,15 @@ from ._events import (
     ReconnectDue,
     ReconnectScheduled,
 )
-from ._message import HEARTBEAT, PHOENIX_TOPIC, PHX_CLOSE, PHX_ERROR, PHX_REPLY, Message
+from ._message import (
+    HEARTBEAT,
+    PHOENIX_TOPIC,
+    PHX_CLOSE,
+    PHX_ERROR,
+    PHX_LEAVE,
+    PHX_REPLY,
+    Message,
+)
 from ._serializer import Frame, Serializer, V2JSONSerializer
 from ._timers import Timer, TimerQueue
 
@@ -311,11 +319,11 @@ class SocketCore(ChannelRules):
         """The application closes the socket for good: every channel and push ends.
 
         With ``now`` (the time), on an open connection every channel leaves first without
-        waiting for the server's reply: its ``phx_leave`` stays in the outbox (after the
-        frames queued before it), to be written before the transport's close, and the
-        channel ends as ``"left"`` at once. The server handles the leaves before the close
-        (and ends the channels of a closed connection anyway). Otherwise the channels end as
-        ``"socket_closed"``.
+        waiting for the server's reply: its ``phx_leave`` is queued in the outbox (after the
+        frames queued before it; no push, no timer: nothing waits for the reply), to be
+        written before the transport's close, and the channel ends as ``"left"`` at once.
+        The server handles the leaves before the close (and ends the channels of a closed
+        connection anyway). Otherwise the channels end as ``"socket_closed"``.
         """
         if self._state is SocketState.CLOSED:
             return
@@ -323,11 +331,20 @@ class SocketCore(ChannelRules):
         outbox: list[Frame] = []
         if now is not None and was_connected:
             for channel in list(self._channels.values()):
-                self.leave(channel, now)
-            outbox = self._outbox  # what was queued, then the leaves
-            for channel in list(self._channels.values()):
-                # Every channel left is LEAVING now (the others ended at once).
+                if channel.state is not ChannelState.LEAVING:  # (else its leave is sent)
+                    channel.state = next_state(channel.state, ChannelEvent.LEAVE)
+                    if channel.join_ref is not None:  # else no join reached the server
+                        self._send(
+                            Message(
+                                join_ref=channel.join_ref,
+                                ref=self.make_ref(),
+                                topic=channel.topic,
+                                event=PHX_LEAVE,
+                                payload={},
+                            )
+                        )
                 self._end_channel(channel, ChannelEvent.LEAVE_DONE, CloseReason.LEFT)
+            outbox = self._outbox  # what was queued, then the leaves
         self._state = SocketState.CLOSED
         if was_connected:
             self._counters.disconnects += 1
