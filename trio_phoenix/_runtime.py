@@ -378,7 +378,11 @@ class SocketRuntime:
                         starting.pop().started()
                 code, reason = await self._run_connection(transport)
                 if self._closing is not None:
-                    return  # aclose() finishes the closing handshake
+                    # aclose() finishes the closing handshake: wait until it has, so that a
+                    # transport's own task (trio-websocket's reader) is not cancelled first.
+                    while self._transport is transport:  # (aclose() sets it to None)
+                        await self._state_changed.wait()
+                    return
                 # Disconnected first: errored channels and the reconnect follow from it.
                 logger.info("disconnected (code %s, %r)", code, reason)
                 self._emit(life.Disconnected(code=code, reason=reason))

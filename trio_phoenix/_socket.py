@@ -395,6 +395,8 @@ class Socket(SocketRuntime):
                     # The leaves go out with the close frame.
                     await transport.aclose(1000, "", frames)
                     await transport.abort()  # (nothing left to do, unless cut short)
+                    self._transport = None
+                    self._state_changed.fire()  # the supervisor waits for this
                 await self._tasks_ended()
         finally:
             if self._nursery is not None:

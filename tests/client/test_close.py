@@ -42,7 +42,10 @@ async def test_when_aclose_returns_no_task_of_the_socket_runs(
             channel = socket.channel("echo:t")
             await channel.join()
             assert client_tasks() != []
+            started = trio.current_time()
             await socket.aclose()
+            # The closing handshake completed: aclose() did not wait for close_timeout (5 s).
+            assert trio.current_time() - started < 1.0
             assert client_tasks() == []  # before the caller's nursery ends
             assert channel.state is ChannelState.CLOSED
             if transport != "trio-websocket":  # (the library's reader task is cancelled)
