@@ -499,14 +499,10 @@ class Transport:
             if self._closed is None and protocol.state is State.OPEN:
                 self._initiated = True
                 self._closed = TransportClosed(1000, None)
-                for frame in frames:
-                    if isinstance(frame, str):
-                        protocol.send_text(frame.encode())
-                    else:
-                        protocol.send_binary(frame)
+                data = encode(protocol, frames, fast=self._fast) if frames else b""
                 protocol.send_close(code, reason or "")
                 try:
-                    await self._write(b"".join(protocol.data_to_send()))
+                    await self._write(data + b"".join(protocol.data_to_send()))
                 except TransportClosed:
                     return
                 if self._reading:
