@@ -100,7 +100,8 @@ def in_memory_transport(
     from websockets.protocol import State
     from websockets.uri import parse_uri
 
-    from trio_phoenix._transport import Transport, _ClientProtocol
+    from trio_phoenix._handshake import _ClientProtocol
+    from trio_phoenix._transport import Transport
 
     client, server = trio.testing.memory_stream_pair()
     protocol = _ClientProtocol(

@@ -1,26 +1,58 @@
-"""The client side of the WebSocket upgrade: reading the server's answer, and what a refusal
-becomes (``ConnectError`` with the status and at most ``MAX_REJECTION_BODY`` bytes of body)."""
+"""Opening the client's WebSocket transport (``open_transport``): the TCP (or proxy, or TLS)
+stream, the upgrade request, the server's answer, and what a refusal becomes (``ConnectError``
+with the status and at most ``MAX_REJECTION_BODY`` bytes of body)."""
 
 from __future__ import annotations
 
+import logging
+import ssl
+from collections.abc import Sequence
 from typing import Final
 from urllib.parse import urlsplit
 
 import trio
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Frame as WsFrame, Opcode
 from websockets.http11 import Response
+from websockets.uri import WebSocketURI
 
 from ._exceptions import ConnectError
+from ._network import open_stream
+from ._transport import Transport
 from .proto import redact_url
 
-__all__ = ["MAX_REJECTION_BODY", "handshake", "rejection"]
+__all__ = ["MAX_REJECTION_BODY", "handshake", "open_transport", "rejection"]
 
 #: How much of a rejected upgrade's response body is read (and kept in ``ConnectError.body``);
 #: the rest is never read: the connection is closed.
 MAX_REJECTION_BODY: Final = 65536
 #: The most a response head (status line and headers) may take before the handshake fails.
 _MAX_RESPONSE_HEAD: Final = 65536
+
+
+class _NoWireDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' own logging, minus its debug lines: they show the request line and the
+    headers (a token in the URL, an ``Authorization`` header). Warnings and errors go to the
+    ``trio_phoenix`` logger."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+
+_logger: Final = _NoWireDebug(logging.getLogger("trio_phoenix"))
+
+
+class _ClientProtocol(ClientProtocol):
+    """websockets' client protocol, where a close frame in the middle of a fragmented message
+    is a clean close (the message is dropped) rather than a protocol error (Autobahn 7.1.5:
+    the peer is closing, the close code it expects back is its own)."""
+
+    def recv_frame(self, frame: WsFrame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
 
 
 def _status_of(head: bytes) -> tuple[int | None, int]:
@@ -109,3 +141,83 @@ async def handshake(
 def handshake_failed(url: str, detail: str) -> ConnectError:
     """The error of a handshake that went wrong (the URL redacted only now, on failure)."""
     return ConnectError(f"WebSocket handshake with {redact_url(url)} failed: {detail}")
+
+
+def _uri(url: str) -> WebSocketURI:
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    return WebSocketURI(
+        secure=secure,
+        host=parts.hostname or "",
+        port=parts.port or (443 if secure else 80),
+        path=parts.path or "/",
+        query=parts.query,
+    )
+
+
+async def open_transport(
+    url: str,
+    *,
+    subprotocols: Sequence[str] = (),
+    headers: Sequence[tuple[str, str]] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    max_message_size: int,
+    compress: bool = False,
+    receive_buffer_size: int | None = 65536,
+    proxy: str | None = None,
+) -> Transport:
+    """Open a WebSocket connection (it needs no background task).
+
+    ``compress`` offers permessage-deflate; the server may decline it.
+    ``proxy`` is a proxy URL to tunnel through (see ``_network.proxy_for``), or ``None``.
+
+    Raises:
+        ConnectError: the server refused the upgrade (``status`` set) or could not be
+            reached, the proxy failed, or the TLS handshake failed.
+    """
+    uri = _uri(url)
+    receive_size = receive_buffer_size or 65536
+    stream: trio.abc.Stream | None = None
+    try:
+        stream = await open_stream(
+            uri.host, uri.port, secure=uri.secure, ssl_context=ssl_context, proxy=proxy
+        )
+        protocol = _ClientProtocol(
+            uri,
+            extensions=[ClientPerMessageDeflateFactory()] if compress else None,
+            subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
+            max_size=max_message_size,
+            logger=_logger,
+        )
+        request = protocol.connect()
+        for name, value in headers:
+            request.headers[name] = value
+        protocol.send_request(request)
+        await stream.send_all(b"".join(protocol.data_to_send()))
+        response, early = await handshake(stream, protocol, url, receive_size)
+        subprotocol = response.headers.get("Sec-WebSocket-Protocol")
+        # The protocol's parser keeps the response for the connection's life: drop its
+        # headers (about 1.5 KB a connection).
+        response.headers.clear()
+        transport = Transport(
+            stream,
+            protocol,
+            subprotocol,
+            receive_buffer_size=receive_size,
+            max_message_size=max_message_size,
+            early=early,
+        )
+        stream = None
+        return transport
+    except (ssl.SSLError, ssl.CertificateError) as exc:
+        raise ConnectError(f"TLS handshake with {redact_url(url)} failed: {exc}") from exc
+    except (OSError, trio.BrokenResourceError) as exc:
+        cause = exc.__cause__  # trio.SSLStream wraps the SSLError in BrokenResourceError
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            raise ConnectError(f"TLS handshake with {redact_url(url)} failed: {cause}") from cause
+        raise ConnectError(f"cannot connect to {redact_url(url)}: {exc}") from exc
+    except InvalidHandshake as exc:  # pragma: no cover - the protocol reports, not raises
+        raise ConnectError(f"WebSocket handshake with {redact_url(url)} failed: {exc}") from None
+    finally:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)

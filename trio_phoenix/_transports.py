@@ -13,7 +13,7 @@ from typing import Final, Literal, Protocol, get_args
 
 import trio
 
-from ._transport import open_transport
+from ._handshake import open_transport
 from ._trio_websocket import open_trio_websocket
 from .proto import Frame
 

@@ -25,8 +25,9 @@ from trio_websocket import (
 )
 
 from ._exceptions import ConnectError
+from ._handshake import MAX_REJECTION_BODY, rejection
 from ._network import open_stream
-from ._transport import MAX_REJECTION_BODY, TransportClosed, rejection
+from ._transport import TransportClosed
 from .proto import Frame, redact_url
 
 __all__ = ["TrioWebSocketTransport", "open_trio_websocket"]

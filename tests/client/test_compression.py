@@ -22,7 +22,8 @@ import trio.testing
 from tests.client.raw_hostile import frame, open_raw_server
 from tests.helpers import LIMIT, REAL_LIMIT, in_memory_transport
 from trio_phoenix import Connected, ConnectError, Disconnected, open_socket
-from trio_phoenix._transport import TransportClosed, open_transport
+from trio_phoenix._handshake import open_transport
+from trio_phoenix._transport import TransportClosed
 
 TOPIC = "room:lobby"
 

@@ -45,7 +45,7 @@ from trio_phoenix import (
     SocketStatistics,
     open_socket,
 )
-from trio_phoenix._transport import MAX_REJECTION_BODY
+from trio_phoenix._handshake import MAX_REJECTION_BODY
 
 TOPIC: Final = "hostile:1"
 OTHER: Final = "hostile:2"

@@ -24,7 +24,8 @@ from trio_websocket import WebSocketRequest, serve_websocket
 from tests.client.raw_hostile import frame, open_raw_server
 from tests.helpers import LIMIT, REAL_LIMIT, in_memory_transport
 from trio_phoenix import ConnectError
-from trio_phoenix._transport import Transport, TransportClosed, open_transport
+from trio_phoenix._handshake import open_transport
+from trio_phoenix._transport import Transport, TransportClosed
 from trio_phoenix.testing import PhoenixServerFactory, Reject, TestServer, demo_channels
 
 MAX = 10_000_000

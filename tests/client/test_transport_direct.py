@@ -29,7 +29,8 @@ from websockets.uri import parse_uri
 
 from tests.helpers import LIMIT, REAL_LIMIT, in_memory_transport, terminate_tls, wire
 from trio_phoenix import Disconnected, ReplyLost, _transport as transport_module, open_socket
-from trio_phoenix._transport import Transport, TransportClosed, _ClientProtocol
+from trio_phoenix._handshake import _ClientProtocol
+from trio_phoenix._transport import Transport, TransportClosed
 from trio_phoenix.proto import Frame
 from trio_phoenix.testing import TestServer, demo_channels, open_test_server
 

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import trio
 
-from trio_phoenix._transport import TransportClosed, open_transport
+from trio_phoenix._handshake import open_transport
+from trio_phoenix._transport import TransportClosed
 
 SERVER = Path(__file__).with_name("autobahn_server.py")
 AGENT = "trio_phoenix"
