@@ -44,7 +44,7 @@ docs: $(VENV)/.stamp-install
 
 check: lint docs test
 
-bench: $(VENV)/.stamp-install
+bench: $(VENV)/.stamp-install $(JS)/node_modules/.stamp-install
 	$(BIN)/python -m benchmarks
 
 soak: $(VENV)/.stamp-install
