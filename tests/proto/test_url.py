@@ -202,9 +202,14 @@ def test_invalid_url(endpoint: str, error: str) -> None:
     assert isinstance(info.value, LocalProtocolError)
 
 
-def test_invalid_url_type() -> None:
-    with pytest.raises(InvalidURL, match="socket URL must be a string, got bytes"):
-        build_socket_url(b"ws://h/s")  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("endpoint", "kind"), [(b"ws://h/s", "bytes"), (["ws://h/s"], "list"), ({}, "dict")]
+)
+def test_invalid_url_type(endpoint: Any, kind: str) -> None:
+    # (Unhashable ones too: a url callable may return anything.)
+    for params in (None, {"a": 1}):
+        with pytest.raises(InvalidURL, match=f"socket URL must be a string, got {kind}"):
+            build_socket_url(endpoint, params)
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,8 @@ def build_socket_url(
         >>> build_socket_url("ws://localhost:4000/socket/?token=abc")
         'ws://localhost:4000/socket/websocket?token=abc&vsn=2.0.0'
     """
+    if not isinstance(endpoint, str):
+        raise InvalidURL(f"socket URL must be a string, got {type(endpoint).__name__}")
     if params is None or params == {}:
         # The common case, once per connect attempt of every socket: cached.
         return _url_without_params(endpoint, vsn)
@@ -77,8 +79,6 @@ def _url_without_params(endpoint: str, vsn: str) -> str:
 
 
 def _build(endpoint: str, params: Mapping[str, Any] | None, vsn: str) -> str:
-    if not isinstance(endpoint, str):
-        raise InvalidURL(f"socket URL must be a string, got {type(endpoint).__name__}")
     if params is not None and not isinstance(params, Mapping):
         raise InvalidParams(f"params must be a mapping, got {type(params).__name__}")
     try:
