@@ -178,21 +178,20 @@ class ChannelRules:
             return None
         push = self._new_push(channel, PushKind.LEAVE, PHX_LEAVE, {})
         channel.leave_push = push
-        ref = self.make_ref()
+        ref = self._send_leave(channel, channel.join_ref)
         push.ref = ref
         channel.pending[ref] = push
         if channel.timeout is not None:
             self._timers.schedule(push.timer, now + channel.timeout)
-        self._send(
-            Message(
-                join_ref=channel.join_ref,
-                ref=ref,
-                topic=channel.topic,
-                event=PHX_LEAVE,
-                payload={},
-            )
-        )
         return push
+
+    def _send_leave(self, channel: ChannelCore, join_ref: str) -> str:
+        """Queue a ``phx_leave`` of ``channel`` for the join ``join_ref``; return its ref."""
+        ref = self.make_ref()
+        self._send(
+            Message(join_ref=join_ref, ref=ref, topic=channel.topic, event=PHX_LEAVE, payload={})
+        )
+        return ref
 
     def push(
         self,
@@ -509,15 +508,7 @@ class ChannelRules:
             # Tell the server to drop a join it may still be processing (phoenix.js does too);
             # its reply carries the old join ref and is dropped as stale.
             self._reset_join_push(channel, keep_deadline=False)
-            self._send(
-                Message(
-                    join_ref=join_ref,
-                    ref=self.make_ref(),
-                    topic=channel.topic,
-                    event=PHX_LEAVE,
-                    payload={},
-                )
-            )
+            self._send_leave(channel, join_ref)
         if not channel.joined_once:
             self._end_channel(channel, ChannelEvent.CLOSE, CloseReason.JOIN_TIMEOUT)
             return

@@ -71,7 +71,6 @@ from ._message import (
     PHOENIX_TOPIC,
     PHX_CLOSE,
     PHX_ERROR,
-    PHX_LEAVE,
     PHX_REPLY,
     Message,
 )
@@ -334,15 +333,7 @@ class SocketCore(ChannelRules):
                 if channel.state is not ChannelState.LEAVING:  # (else its leave is sent)
                     channel.state = next_state(channel.state, ChannelEvent.LEAVE)
                     if channel.join_ref is not None:  # else no join reached the server
-                        self._send(
-                            Message(
-                                join_ref=channel.join_ref,
-                                ref=self.make_ref(),
-                                topic=channel.topic,
-                                event=PHX_LEAVE,
-                                payload={},
-                            )
-                        )
+                        self._send_leave(channel, channel.join_ref)
                 self._end_channel(channel, ChannelEvent.LEAVE_DONE, CloseReason.LEFT)
             outbox = self._outbox  # what was queued, then the leaves
         self._state = SocketState.CLOSED
