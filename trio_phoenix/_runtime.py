@@ -4,22 +4,25 @@
 what runs. Rules it keeps:
 
 1. The sans-IO ``SocketCore`` decides; this module only moves bytes and time. After every call
-   into the core, ``_pump()`` dispatches the core's events (wake waiters, feed subscribers) and
-   wakes the writer and timer tasks. Nothing in ``_pump()`` blocks. It is the only dispatch of
-   core events in the Trio layer: one ``match``, typed, reaching the Trio ``Channel`` through
-   ``ChannelCore.owner`` and a caller's waiter through ``Push.waiter``.
-2. Three tasks per socket: ``_run`` itself is the supervisor (opens each connection and
-   reads it until it ends); in its nursery run the writer (sends the core's frames on the
-   current connection, all queued frames in one write) and the timer task (feeds
-   ``trio.current_time()`` to the core when its next deadline passes; apart from the writer,
-   so that a write blocked on a dead peer does not hold back the heartbeat timeout). Only the
-   writer waits in a write, so a caller's push never does (a server that stops reading cannot
-   hold a push past its deadline). The one exception is not a wait: on a quiet connection
-   (``_quiet``: nothing written since the last read or write) of the WebSocket transport on
-   plain TCP, ``_pump()`` writes the frames at once with ``Transport.write_now``, which never
-   blocks (saving the task switch to the writer per push); what the kernel does not take
-   stays unsent and the writer sends it before anything else, so frames go out in the order
-   the core produced them. ``aclose()`` writes through its transport only.
+   into the core, ``_pump()`` dispatches the core's events (wake waiters, feed subscribers),
+   sends the frames the core queued and moves the timer task's deadline. Nothing in
+   ``_pump()`` blocks. It is the only dispatch of core events in the Trio layer: one
+   ``match``, typed, reaching the Trio ``Channel`` through ``ChannelCore.owner`` and a
+   caller's waiter through ``Push.waiter``.
+2. Two tasks per idle socket: ``_run`` itself is the supervisor (opens each connection and
+   reads it until it ends); in its nursery runs the timer task (feeds
+   ``trio.current_time()`` to the core when its next deadline passes; apart from any write,
+   so that a write blocked on a dead peer does not hold back the heartbeat timeout). Frames
+   are sent by a writer task the pump starts when there are frames to send and none runs;
+   it sends all queued frames in one write, again until none are queued, then returns (an
+   idle socket keeps no writer, and no caller's push waits in a write: a server that stops
+   reading cannot hold a push past its deadline). The one exception is not a wait: on a quiet
+   connection (``_quiet``: nothing written since the last read or write) of the WebSocket
+   transport on plain TCP, ``_pump()`` writes the frames at once with
+   ``Transport.write_now``, which never blocks (saving a writer task per push); what the
+   kernel does not take stays unsent and the writer sends it before anything else, so frames
+   go out in the order the core produced them. ``aclose()`` writes through its transport
+   only.
 3. No task outlives ``open_socket`` or ``aclose()``; the caller sees their own exception,
    never an internal ``ExceptionGroup``. Once the core is closed the tasks return on their
    own (cancelling thousands of sockets costs far more); the socket's cancel scope is only
@@ -51,7 +54,7 @@ from ._options import (
 )
 from ._outcomes import settle_push
 from ._subscription import Flow, Subscription
-from ._sync import Pulse, Wakeup
+from ._sync import Pulse
 from ._transport import Transport, TransportClosed
 from ._transports import AnyTransport
 from .proto import (
@@ -106,7 +109,6 @@ class SocketRuntime:
         "_params",
         "_proxy",
         "_quiet",
-        "_send_wakeup",
         "_state_changed",
         "_timer_scope",
         "_timer_task",
@@ -115,6 +117,7 @@ class SocketRuntime:
         "_url",
         "_url_source",
         "_writer_task",
+        "_writing",
     )
 
     _trio_token: trio.lowlevel.TrioToken
@@ -136,9 +139,9 @@ class SocketRuntime:
     # Why the current connection is being closed by us: code, reason, and how long to wait
     # for the server's close.
     _abort_reason: tuple[int, str, float] | None
-    _send_wakeup: Wakeup  # the writer waits on it
     # No frame was written since the last read or write cycle: the pump may write directly.
     _quiet: bool
+    _writing: bool  # a writer task was started and has not ended
     _writer_task: trio.lowlevel.Task | None
     _timer_task: trio.lowlevel.Task | None
     _timer_scope: trio.CancelScope | None
@@ -227,21 +230,23 @@ class SocketRuntime:
                     )
                 case _ as unreachable:  # pragma: no cover
                     assert_never(unreachable)
-        if core.has_data_to_send:
+        if core.has_data_to_send and not self._writing and self._closing is None:
+            # (A writer at work takes them when done; aclose() takes the last ones.)
             transport = self._transport
-            if (
+            if transport is None:
+                pass  # they wait for the connection (its pump sends them)
+            elif (
                 self._quiet
-                and self._closing is None
                 and isinstance(transport, Transport)
                 and transport.write_now(core.data_to_send) is not None
             ):
-                # Written at once, without a task switch to the writer: the first frames
+                # Written at once, without a task switch to a writer: the first frames
                 # since the last read or write (a burst is batched by the writer).
                 self._quiet = False
                 if transport.unsent:
-                    self._send_wakeup.set()  # the writer sends the rest, first
+                    self._start_writer()  # it sends the rest, first
             else:
-                self._send_wakeup.set()  # (a writing task looks for more frames when done)
+                self._start_writer()
         scope = self._timer_scope
         if scope is not None:
             deadline = core.next_deadline()
@@ -293,7 +298,6 @@ class SocketRuntime:
                 self._cancel_scope = nursery.cancel_scope
                 self._nursery = nursery
                 nursery.start_soon(self._run_timers)
-                nursery.start_soon(self._write)
                 if not wait_connected:
                     nursery.cancel_scope.shield = shield
                     task_status.started()
@@ -317,10 +321,9 @@ class SocketRuntime:
             self._state_changed.fire()
 
     def _end_tasks(self, nursery: trio.Nursery) -> None:
-        """The core is closed and the supervisor done: wake the writer and the timer task,
-        which return (no cancellation: it costs much more at scale); cancel any other task
-        (a channel's params callable, a transport's task)."""
-        self._send_wakeup.set()
+        """The core is closed and the supervisor done: wake the timer task, which returns (no
+        cancellation: it costs much more at scale), as a writer does on its own; cancel any
+        other task (a channel's params callable, a transport's task)."""
         timer = self._timer_task
         if timer is not None and timer.custom_sleep_data is _TIMER_WAIT:
             trio.lowlevel.reschedule(timer)
@@ -516,30 +519,40 @@ class SocketRuntime:
                     # Let the consumers run before routing more; wait while an
                     # overflow="wait" subscription is full.
                     await flow.pause()
+            del frames  # (not kept while waiting for the next read)
+
+    def _start_writer(self) -> None:
+        """Start a writer task for the frames the pump cannot write itself (none while the
+        socket's tasks are not running)."""
+        nursery = self._nursery
+        if nursery is not None:
+            self._writing = True
+            nursery.start_soon(self._write)
 
     async def _write(self) -> None:
-        """Send the core's frames on the current connection, all queued frames in one write.
+        """Send the core's frames on the current connection, all queued frames in one write,
+        until none are left; then return (an idle socket keeps no writer task).
 
-        One writer for the socket's whole life: frames go out in the order the core produced
-        them, and a connection loss only costs the frames of that connection (the core fails
-        their pushes). Returns once the core is closed (``aclose()`` writes the last frames,
-        with the close frame)."""
+        At most one writer at a time (``_writing``), and the pump writes nothing itself while
+        one runs: frames go out in the order the core produced them, and a connection loss
+        only costs the frames of that connection (the core fails their pushes). Frames
+        queued without a connection wait for the next (its pump starts a writer); once the
+        socket is closing, ``aclose()`` writes the last frames, with the close frame."""
         core = self._core
         self._writer_task = trio.lowlevel.current_task()
-        while True:
-            transport = self._transport
-            if transport is not None:
+        try:
+            while (transport := self._transport) is not None and self._closing is None:
                 frames = core.data_to_send()
-                if frames or (isinstance(transport, Transport) and transport.unsent):
-                    try:
-                        await transport.send_many(frames)
-                    except TransportClosed:
-                        pass  # the reader sees the loss and reports it
-                    continue
-            if core.state is SocketState.CLOSED:
-                return
+                if not frames and not (isinstance(transport, Transport) and transport.unsent):
+                    break
+                try:
+                    await transport.send_many(frames)
+                except TransportClosed:
+                    pass  # the reader sees the loss and reports it
+        finally:
+            self._writer_task = None
+            self._writing = False
             self._quiet = True  # idle: the next frames may be written by the pump
-            await self._send_wakeup.wait()
 
 
 class _Redacted:

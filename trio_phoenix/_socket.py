@@ -33,7 +33,7 @@ from ._options import (
 )
 from ._runtime import SocketRuntime
 from ._subscription import Flow, OverflowPolicy, Subscription
-from ._sync import Pulse, Waiter, Wakeup
+from ._sync import Pulse, Waiter
 from ._transports import AnyTransport, TransportName, opener
 from .proto import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -155,8 +155,8 @@ class Socket(SocketRuntime):
         self._connection_scope: trio.CancelScope | None = None
         self._attempt_scope: trio.CancelScope | None = None
         self._abort_reason: tuple[int, str, float] | None = None
-        self._send_wakeup = Wakeup()
         self._quiet = True
+        self._writing = False
         self._writer_task: trio.lowlevel.Task | None = None
         self._timer_task: trio.lowlevel.Task | None = None
         self._timer_scope: trio.CancelScope | None = None

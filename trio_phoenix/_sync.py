@@ -82,30 +82,3 @@ class Pulse:
         if self._event is None:
             self._event = trio.Event()
         await self._event.wait()
-
-
-class Wakeup:
-    """Wakes the one task waiting in ``wait()`` (a ``trio.Event`` for a single waiter that is
-    used again and again, without a new event and parking lot per wait)."""
-
-    __slots__ = ("_abort", "_task")
-
-    def __init__(self) -> None:
-        self._task: trio.lowlevel.Task | None = None
-        self._abort = self._aborted  # bound once, not a new closure per wait
-
-    def _aborted(self, _: object) -> trio.lowlevel.Abort:
-        self._task = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-    def set(self) -> None:
-        task = self._task
-        if task is not None:
-            self._task = None
-            trio.lowlevel.reschedule(task)
-
-    async def wait(self) -> None:
-        """Wait for the next ``set()`` (one made before the wait is not remembered)."""
-        assert self._task is None, "one waiter at a time"
-        self._task = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(self._abort)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import codecs
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Final
 
 import attrs
@@ -64,10 +64,10 @@ class Transport:
 
     __slots__ = (
         "_binary",
-        "_close_received",
         "_closed",
         "_closer_reads",
         "_done",
+        "_done_event",
         "_early",
         "_fast",
         "_head",
@@ -78,13 +78,14 @@ class Transport:
         "_protocol",
         "_reading",
         "_receive_size",
-        "_send_lock",
         "_socket",
         "_stream",
         "_stream_closed",
         "_text",
         "_text_parts",
         "_watch",
+        "_write_queue",
+        "_writing",
         "compressed",
         "subprotocol",
         "unsent",
@@ -128,7 +129,11 @@ class Transport:
         # a text frame that spans reads as soon as its invalid bytes arrive.
         self._watch = TextWatch(compressed=self.compressed)
         self._receive_size = receive_buffer_size
-        self._send_lock = trio.StrictFIFOLock()
+        # One write at a time: the reader may answer a ping or a close while the writer
+        # writes. Writers that find one in progress wait in FIFO order in the queue, made
+        # only then (most connections never need one).
+        self._writing = False
+        self._write_queue: trio.lowlevel.ParkingLot | None = None
         self._text: codecs.IncrementalDecoder | None = None  # a fragmented text message
         # The parts of a fragmented text or binary message (None between messages: no
         # list per connection until a message is fragmented).
@@ -136,8 +141,8 @@ class Transport:
         self._binary: list[bytes] | None = None
         self._initiated = False  # we sent the close frame first
         self._closed: TransportClosed | None = None
-        self._close_received = trio.Event()
         self._done = False  # the reader must stop: close received, protocol error, EOF
+        self._done_event: trio.Event | None = None  # made when someone waits for _done
         self._reading = False
         self._closer_reads = False  # aclose() reads the stream (to the server's close)
         self._stream_closed = False
@@ -155,13 +160,12 @@ class Transport:
     # -- sending ---------------------------------------------------------------------------
 
     async def _write(self, data: bytes) -> None:
-        # The lock only matters when the reader answers a ping or a close while the writer
-        # writes; take it without a schedule point when it is free (send_all checkpoints).
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        # Taken without a schedule point when no write is in progress (send_all checkpoints).
+        if self._writing:
+            if self._write_queue is None:
+                self._write_queue = trio.lowlevel.ParkingLot()
+            await self._write_queue.park()  # the write in progress hands over when done
+        self._writing = True
         try:
             if self.unsent:  # what write_now left goes first
                 data, self.unsent = self.unsent + data, b""
@@ -171,7 +175,9 @@ class Transport:
             assert self._closed is not None
             raise self._closed from None
         finally:
-            lock.release()
+            queue = self._write_queue
+            if queue is None or not queue.unpark():
+                self._writing = False  # else the next writer owns it
 
     async def _flush(self) -> None:
         """Write what the protocol has queued (pongs, the close frame), if anything."""
@@ -207,7 +213,7 @@ class Transport:
             or self.unsent
             or self._closed is not None
             or self._held is not None
-            or self._send_lock.locked()
+            or self._writing
             or self._protocol.state is not State.OPEN
         ):
             return None
@@ -222,14 +228,30 @@ class Transport:
 
     # -- receiving -------------------------------------------------------------------------
 
+    def _set_done(self) -> None:
+        """The reader must stop (the server's close, a protocol error, the end of the stream):
+        wake whoever waits for that."""
+        self._done = True
+        if self._done_event is not None:
+            self._done_event.set()
+
+    async def _wait_done(self) -> None:
+        event = self._done_event
+        if event is None:
+            event = self._done_event = trio.Event()
+            if self._done:
+                event.set()
+        await event.wait()
+
     def _lost(self) -> None:
         if self._closed is None:
             self._closed = TransportClosed(1006, None)
-        self._done = True
-        self._close_received.set()
+        self._set_done()
 
-    async def receive_batch(self) -> list[Frame]:
+    def receive_batch(self) -> Coroutine[object, None, list[Frame]]:
         """Every complete message of the next read (at least one).
+
+        (A plain function returning the coroutine: an idle connection keeps one frame less.)
 
         Raises:
             TransportClosed: the connection ended (after the messages that preceded the end).
@@ -237,67 +259,99 @@ class Transport:
         if self._closer_reads:
             # aclose() reads until the server's close (the reader was between two reads
             # when it began): wait for that instead of reading the stream too.
-            await self._close_received.wait()
+            return self._closed_by_closer()
+        return self._receive_batch(reading=True)
+
+    async def _closed_by_closer(self) -> list[Frame]:
+        await self._wait_done()
+        assert self._closed is not None
+        raise self._closed
+
+    async def _receive_batch(self, *, reading: bool = False) -> list[Frame]:
+        """Read until at least one message is complete (``reading``: for the reader, not
+        ``aclose()``); the messages of the read that completed it come back together."""
+        self._reading = reading
+        try:
+            if self._held is not None:
+                held, self._held = self._held, None
+                if held:  # (empty when the protocol queued nothing, e.g. after our own close)
+                    try:
+                        await self._write(held)
+                    except TransportClosed:
+                        pass
+            frames: list[Frame] = []
+            while not await self._settle(frames):
+                data: bytes | bytearray
+                sock = self._socket
+                if self._early:
+                    data, self._early = self._early, b""
+                elif sock is not None:
+                    # The socket is read here, as trio's SocketStream.receive_some would (a
+                    # checkpoint either way), without its three frames on every idle
+                    # connection's stack.
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                    read = _read_now(sock, self._receive_size)
+                    if read is None:
+                        while read is None:
+                            try:
+                                await trio.lowlevel.wait_readable(sock)
+                            except trio.ClosedResourceError:
+                                read = b""  # closed by abort()
+                            else:
+                                read = _read_now(sock, self._receive_size)
+                    else:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    data = read
+                else:
+                    try:
+                        data = await self._stream.receive_some(self._receive_size)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        data = b""
+                self._take(data, frames)
+            if frames:
+                return frames
             assert self._closed is not None
             raise self._closed
-        self._reading = True
-        try:
-            return await self._receive_batch()
         finally:
             self._reading = False
 
-    async def _receive_batch(self) -> list[Frame]:
+    async def _settle(self, frames: list[Frame]) -> bool:
+        """Handle what the protocol parsed and answer it (pongs, the close echo); return
+        whether the batch is ready: messages in ``frames``, or the connection done."""
         protocol = self._protocol
-        if self._held is not None:
-            held, self._held = self._held, None
-            if held:  # (empty when the protocol queued nothing, e.g. after our own close)
-                try:
-                    await self._write(held)
-                except TransportClosed:
-                    pass
-        frames: list[Frame] = []
-        while True:
-            if not self._done:
-                for event in protocol.events_received():
-                    assert isinstance(event, WsFrame)
-                    if self._handle(event, frames):
-                        break  # a message after an invalid one is not delivered
-            failed = self._check_failure()
-            if not failed and self._watch.waiting:
-                # The read ended inside a text frame: validate what came of it so far.
-                reason = self._watch.check(self._text)
-                if reason is not None:
-                    self._fail(CloseCode.INVALID_DATA, reason)
-                    failed = True
-            if failed and frames:
-                self._held = b"".join(protocol.data_to_send())
-                return frames  # before the error or close that followed them
-            await self._flush()
-            if self._done:
-                await self._close_stream()
-            if frames:
-                return frames
-            if self._done:
-                assert self._closed is not None
-                raise self._closed
-            data: bytes | bytearray
-            if self._early:
-                data, self._early = self._early, b""
-            else:
-                try:
-                    data = await self._stream.receive_some(self._receive_size)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-            if not data:
-                if self._head:
-                    protocol.receive_data(self._head)
-                protocol.receive_eof()
-                self._check_failure()
-                self._lost()
-            elif self._fast:
-                self._feed(data, frames)
-            else:
-                self._give(data)
+        if not self._done:
+            for event in protocol.events_received():
+                assert isinstance(event, WsFrame)
+                if self._handle(event, frames):
+                    break  # a message after an invalid one is not delivered
+        failed = self._check_failure()
+        if not failed and self._watch.waiting:
+            # The read ended inside a text frame: validate what came of it so far.
+            reason = self._watch.check(self._text)
+            if reason is not None:
+                self._fail(CloseCode.INVALID_DATA, reason)
+                failed = True
+        if failed and frames:
+            self._held = b"".join(protocol.data_to_send())
+            return True  # the messages go before the error or close that followed them
+        await self._flush()
+        if self._done:
+            await self._close_stream()
+        return self._done or bool(frames)
+
+    def _take(self, data: bytes | bytearray, frames: list[Frame]) -> None:
+        """Take one read (empty: the end of the stream)."""
+        if not data:
+            protocol = self._protocol
+            if self._head:
+                protocol.receive_data(self._head)
+            protocol.receive_eof()
+            self._check_failure()
+            self._lost()
+        elif self._fast:
+            self._feed(data, frames)
+        else:
+            self._give(data)
 
     def _feed(self, data: bytes | bytearray, frames: list[Frame]) -> None:
         """Take one read: whole unfragmented text and binary frames become messages here
@@ -395,16 +449,14 @@ class Transport:
                 if isinstance(error, PayloadTooBig):
                     reason = f"message over max_message_size: {error}"
                 self._closed = TransportClosed(int(sent.code), reason or None)
-        self._done = True
-        self._close_received.set()
+        self._set_done()
         return True
 
     def _fail(self, code: int, reason: str) -> None:
         self._protocol.fail(code, reason)
         if self._closed is None:
             self._closed = TransportClosed(code, reason)
-        self._done = True
-        self._close_received.set()
+        self._set_done()
 
     def _handle(self, event: WsFrame, frames: list[Frame]) -> bool:
         """Take one frame; return whether the connection is done."""
@@ -442,8 +494,7 @@ class Transport:
             assert received is not None
             if self._closed is None or self._initiated:
                 self._closed = TransportClosed(int(received.code), received.reason or None)
-            self._done = True
-            self._close_received.set()
+            self._set_done()
         # Ping (answered by the protocol) and pong: nothing to do.
         return self._done
 
@@ -475,16 +526,16 @@ class Transport:
                 except TransportClosed:
                     return
                 if self._reading:
-                    await self._close_received.wait()
+                    await self._wait_done()
                 else:
                     self._closer_reads = True
-                    while not self._close_received.is_set():
+                    while not self._done:
                         try:
                             await self._receive_batch()
                         except TransportClosed:
                             break
         finally:
-            if not self._reading or self._close_received.is_set():
+            if not self._reading or self._done:
                 await self._close_stream()
 
     async def abort(self) -> None:
@@ -503,3 +554,14 @@ class Transport:
             stream.socket.close()
         else:
             await trio.aclose_forcefully(stream)
+
+
+def _read_now(sock: trio.socket.SocketType, size: int) -> bytes | None:
+    """Read what the (non-blocking) socket has, up to ``size`` bytes: empty at its end (or
+    when it failed or was closed), ``None`` when nothing came yet."""
+    try:
+        return os.read(sock.fileno(), size)
+    except BlockingIOError:
+        return None
+    except OSError:  # reset by the peer, or closed (fileno() is then -1)
+        return b""

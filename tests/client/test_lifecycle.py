@@ -34,6 +34,7 @@ from trio_phoenix import (
     connect_socket,
     open_socket,
 )
+from trio_phoenix._transports import TransportName
 from trio_phoenix.testing import (
     Accept,
     ConnectInfo,
@@ -55,15 +56,39 @@ async def test_open_socket_returns_once_connected(
             assert len(phoenix_server.connections) == 1
             assert socket.statistics().connects == 1
             assert socket.url == phoenix_server.url
-            # _run is the supervisor (which also reads); its nursery holds the writer and
-            # the timers.
-            assert sorted(client_tasks()) == [
-                "trio_phoenix._runtime.SocketRuntime._run",
-                "trio_phoenix._runtime.SocketRuntime._run_timers",
-                "trio_phoenix._runtime.SocketRuntime._write",
-            ]
+            # _run is the supervisor (which also reads); its nursery holds the timers (a
+            # writer only runs while frames wait).
+            assert sorted(client_tasks()) == IDLE_TASKS
         assert socket.statistics().state is SocketState.CLOSED
         assert client_tasks() == []
+
+
+IDLE_TASKS = [
+    "trio_phoenix._runtime.SocketRuntime._run",
+    "trio_phoenix._runtime.SocketRuntime._run_timers",
+]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "trio-websocket"])
+async def test_a_writer_task_runs_only_while_frames_wait(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock, transport: TransportName
+) -> None:
+    """Frames the pump cannot write at once (trio-websocket never can; on the WebSocket
+    transport, those that follow a write before the next read) go through a writer task,
+    which returns once it sent them all: an idle socket keeps only two tasks."""
+    with trio.fail_after(LIMIT):
+        async with (
+            open_socket(phoenix_server.url, transport=transport) as socket,
+            socket.channel("echo:a") as channel,
+        ):
+            async with trio.open_nursery() as nursery:
+                for n in range(20):
+                    nursery.start_soon(channel.push, "echo", {"n": n})
+                await trio.testing.wait_all_tasks_blocked()
+            await trio.testing.wait_all_tasks_blocked()
+            ours = [name for name in client_tasks() if name.startswith("trio_phoenix._runtime")]
+            assert ours == IDLE_TASKS
+            assert await channel.push("echo", {"n": 20}) == {"n": 20}
 
 
 async def test_leaving_the_block_leaves_channels_with_the_current_join_ref_and_closes_1000(

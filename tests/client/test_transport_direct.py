@@ -11,6 +11,7 @@ test server, counting which path each write took.
 
 from __future__ import annotations
 
+import os
 import socket as stdlib_socket
 import ssl
 import types
@@ -107,9 +108,12 @@ async def test_write_now_writes_at_once_what_the_writer_would(fast: bool) -> Non
 
 
 async def test_write_now_takes_nothing_when_it_cannot_write() -> None:
-    async with socket_transport() as (transport, _peer):
-        async with transport._send_lock:  # a write in progress (the writer, a pong)
-            assert transport.write_now(never) is None
+    async with socket_transport(small=True) as (transport, peer), trio.open_nursery() as nursery:
+        nursery.start_soon(transport.send_many, [BIG])  # a write in progress (the writer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert transport.write_now(never) is None
+        await read_frames(peer, 1)
+        await trio.testing.wait_all_tasks_blocked()
         transport.unsent = b"\x81"  # leftovers: they go first, with the writer's next write
         assert transport.write_now(never) is None
         transport.unsent = b""
@@ -120,6 +124,33 @@ async def test_write_now_takes_nothing_when_it_cannot_write() -> None:
         assert transport.write_now(never) is None
         memory, _ = in_memory_transport()  # not a socket (as TLS: an SSLStream)
         assert memory.write_now(never) is None
+
+
+async def test_writes_wait_their_turn_in_order() -> None:
+    """A write (the reader's pong, the writer's next frames) that finds one in progress waits
+    for it, in the order they came; one cancelled while waiting leaves the rest in order."""
+    async with socket_transport(small=True) as (transport, peer), trio.open_nursery() as nursery:
+        nursery.start_soon(transport.send_many, [BIG])
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(transport.send_many, ["second"])
+        await trio.testing.wait_all_tasks_blocked()
+        dropped = trio.CancelScope()
+
+        async def cancelled() -> None:
+            with dropped:
+                await transport.send_many(["dropped"])
+
+        nursery.start_soon(cancelled)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(transport.send_many, ["third"])
+        await trio.testing.wait_all_tasks_blocked()
+        dropped.cancel()
+        received = [frame for _, frame in await read_frames(peer, 3)]
+        assert received == [BIG, "second", "third"]
+        await trio.testing.wait_all_tasks_blocked()
+        assert not transport._writing  # free again: the next write goes at once
+        assert transport.write_now(taking(["after"])) == encoded_size(["after"])
+        assert [frame for _, frame in await read_frames(peer, 1)] == ["after"]
 
 
 async def test_a_partial_write_is_sent_first_by_the_next_write(
@@ -336,7 +367,9 @@ async def test_a_failed_direct_write_is_a_connection_loss(
                 server.accepted_connections[0].drop()
                 raise ConnectionResetError(104, "Connection reset by peer")
 
-            monkeypatch.setattr(transport_module, "os", types.SimpleNamespace(write=reset))
+            monkeypatch.setattr(
+                transport_module, "os", types.SimpleNamespace(write=reset, read=os.read)
+            )
             with pytest.raises(ReplyLost):
                 await channel.push("echo", {"lost": True})
             monkeypatch.undo()
