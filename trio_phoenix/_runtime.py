@@ -252,6 +252,8 @@ class SocketRuntime:
             deadline = core.next_deadline()
             if deadline is not None and deadline < scope.deadline:
                 scope.deadline = deadline
+            elif core.state is SocketState.CLOSED:
+                self._stop_timer()  # (before a stale deadline cancels its wait)
 
     def _emit_channel_event(
         self,
@@ -324,13 +326,19 @@ class SocketRuntime:
         """The core is closed and the supervisor done: wake the timer task, which returns (no
         cancellation: it costs much more at scale), as a writer does on its own; cancel any
         other task (a channel's params callable, a transport's task)."""
+        self._stop_timer()
         timer = self._timer_task
-        if timer is not None and timer.custom_sleep_data is _TIMER_WAIT:
-            trio.lowlevel.reschedule(timer)
         for task in nursery.child_tasks:
             if task is not timer and task is not self._writer_task:
                 nursery.cancel_scope.cancel()
                 break
+
+    def _stop_timer(self) -> None:
+        """Wake the timer task if it waits for a deadline (it returns once the core is
+        closed)."""
+        timer = self._timer_task
+        if timer is not None and timer.custom_sleep_data is _TIMER_WAIT:
+            trio.lowlevel.reschedule(timer)
 
     async def _run_timers(self) -> None:
         """Feed the time to the core whenever its next deadline passes; ``_pump`` moves the
