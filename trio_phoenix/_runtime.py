@@ -101,6 +101,7 @@ class SocketRuntime:
         "_connect_timeout",
         "_connection_scope",
         "_core",
+        "_end_waiters",
         "_failure",
         "_flow",
         "_last_error",
@@ -109,6 +110,7 @@ class SocketRuntime:
         "_params",
         "_proxy",
         "_quiet",
+        "_reader_closes",
         "_state_changed",
         "_timer_scope",
         "_timer_task",
@@ -149,6 +151,9 @@ class SocketRuntime:
     _state_changed: Pulse
     _lifecycle: tuple[Subscription[life.LifecycleEvent], ...]  # replaced, never mutated
     _closing: trio.Event | None  # set by aclose() once it has closed
+    # aclose() started the close handshake and left the rest to the reader and supervisor.
+    _reader_closes: bool
+    _end_waiters: list[trio.lowlevel.Task] | None  # aclose() calls waiting for the tasks
     _flow: Flow  # the reader's pause between reads (see _subscription)
     _last_error: ConnectError | None
     _failure: BaseException | None
@@ -321,6 +326,9 @@ class SocketRuntime:
             self._core.close()
             self._pump()
             self._state_changed.fire()
+            waiters, self._end_waiters = self._end_waiters, None
+            for task in waiters or ():
+                trio.lowlevel.reschedule(task)
 
     def _end_tasks(self, nursery: trio.Nursery) -> None:
         """The core is closed and the supervisor done: wake the timer task, which returns (no
@@ -332,6 +340,18 @@ class SocketRuntime:
             if task is not timer and task is not self._writer_task:
                 nursery.cancel_scope.cancel()
                 break
+
+    async def _until_tasks_ended(self) -> None:
+        """Wait, without a cancel point, until the socket's tasks ended (``_run`` wakes this
+        task when they have); they end by the socket's deadline at the latest."""
+        if self._nursery is None:
+            return
+        task = trio.lowlevel.current_task()
+        if self._end_waiters is None:
+            self._end_waiters = [task]
+        else:
+            self._end_waiters.append(task)
+        await trio.lowlevel.wait_task_rescheduled(_no_abort)
 
     def _stop_timer(self) -> None:
         """Wake the timer task if it waits for a deadline (it returns once the core is
@@ -389,10 +409,13 @@ class SocketRuntime:
                         starting.pop().started()
                 code, reason = await self._run_connection(transport)
                 if self._closing is not None:
-                    # aclose() finishes the closing handshake: wait until it has, so that a
-                    # transport's own task (trio-websocket's reader) is not cancelled first.
-                    while self._transport is transport:  # (aclose() sets it to None)
-                        await self._state_changed.wait()
+                    # Unless aclose() handed the close over (then it is done: the stream is
+                    # closed), aclose() finishes the closing handshake: wait until it has, so
+                    # that a transport's own task (trio-websocket's reader) is not
+                    # cancelled first.
+                    while self._transport is transport and not self._reader_closes:
+                        await self._state_changed.wait()  # (aclose() sets it to None)
+                    self._transport = None
                     return
                 # Disconnected first: errored channels and the reconnect follow from it.
                 logger.info("disconnected (code %s, %r)", code, reason)
@@ -505,8 +528,10 @@ class SocketRuntime:
             return code, reason
         finally:
             self._connection_scope = None
-            if self._closing is None:  # else aclose() finishes the close and closes the stream
-                self._transport = None
+            # (Else aclose() finishes the close and closes the stream.)
+            if self._closing is None or self._reader_closes:
+                if self._closing is None:
+                    self._transport = None
                 with trio.CancelScope(shield=True):
                     await transport.abort()
 
@@ -549,7 +574,12 @@ class SocketRuntime:
         core = self._core
         self._writer_task = trio.lowlevel.current_task()
         try:
-            while (transport := self._transport) is not None and self._closing is None:
+            while (transport := self._transport) is not None:
+                if self._closing is not None:
+                    # The rest of what aclose() wrote (the close frame) only.
+                    if isinstance(transport, Transport):
+                        await transport.send_unsent()
+                    break
                 frames = core.data_to_send()
                 if not frames and not (isinstance(transport, Transport) and transport.unsent):
                     break
@@ -582,6 +612,10 @@ _TIMER_WAIT: Final = object()
 
 def _abort(_: object) -> trio.lowlevel.Abort:
     return trio.lowlevel.Abort.SUCCEEDED
+
+
+def _no_abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED  # (rescheduled by _run when the tasks ended)
 
 
 def owner_of(channel: ChannelCore | None) -> ChannelOwner:

@@ -34,10 +34,12 @@ from ._options import (
 from ._runtime import SocketRuntime
 from ._subscription import Flow, OverflowPolicy, Subscription
 from ._sync import Pulse, Waiter
+from ._transport import Transport
 from ._transports import AnyTransport, TransportName, opener
 from .proto import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_TIMEOUT,
+    Frame,
     Serializer,
     SocketCore,
     SocketState,
@@ -163,6 +165,8 @@ class Socket(SocketRuntime):
         self._state_changed = Pulse()
         self._lifecycle: tuple[Subscription[life.LifecycleEvent], ...] = ()
         self._closing: trio.Event | None = None
+        self._reader_closes = False
+        self._end_waiters: list[trio.lowlevel.Task] | None = None
         self._flow = Flow()
         self._last_error: ConnectError | None = None
         self._failure: BaseException | None = None
@@ -382,15 +386,42 @@ class Socket(SocketRuntime):
         self._flow.close()  # the reader must get to the server's close
         now = trio.current_time()
         transport = self._transport
+        core = self._core
+        core.close(now)
+        self._pump()
+        frames = core.data_to_send()  # what was queued, then the leaves
+        self._state_changed.fire()
+        if self._attempt_scope is not None:
+            self._attempt_scope.cancel()  # a connect attempt in flight
+        if (
+            isinstance(transport, Transport)
+            and self._nursery is not None
+            and not self._in_own_task()
+            and transport.close_now(1000, "", frames)  # the leaves go out with the close
+        ):
+            # Handed over: the reader gets the server's close and the supervisor ends the
+            # tasks, within close_timeout (the socket's scope's deadline). Waiting costs
+            # this task nothing but the wait (closing thousands of sockets at once).
+            self._reader_closes = True
+            if transport.unsent:
+                self._start_writer()
+            assert self._cancel_scope is not None
+            self._cancel_scope.deadline = now + self._close_timeout
+            await self._until_tasks_ended()
+        else:
+            await self._close_here(now, transport, frames)
+        closing.set()
+        # Closed: now a checkpoint (a socket that was not connected had none so far).
+        await trio.lowlevel.checkpoint()
+
+    async def _close_here(
+        self, now: float, transport: AnyTransport | None, frames: list[Frame]
+    ) -> None:
+        """Close the connection in this task (TLS, LongPoll, trio-websocket, or a
+        connection already ending), then wait for the tasks to end, all within
+        ``close_timeout``, even when cancelled."""
         try:
             with trio.CancelScope(deadline=now + self._close_timeout, shield=True):
-                core = self._core
-                core.close(now)
-                self._pump()
-                frames = core.data_to_send()  # what was queued, then the leaves
-                self._state_changed.fire()
-                if self._attempt_scope is not None:
-                    self._attempt_scope.cancel()  # a connect attempt in flight
                 if transport is not None:
                     # The leaves go out with the close frame.
                     await transport.aclose(1000, "", frames)
@@ -407,9 +438,6 @@ class Socket(SocketRuntime):
                     if self._cancel_scope is not None:
                         self._cancel_scope.cancel()
                     await self._tasks_ended()
-            closing.set()
-        # Closed: now a checkpoint (a socket that was not connected had none so far).
-        await trio.lowlevel.checkpoint()
 
     async def _tasks_ended(self) -> None:
         """Wait until the socket's tasks ended (unless this task is one of them)."""

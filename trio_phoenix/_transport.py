@@ -538,6 +538,45 @@ class Transport:
             if not self._reading or self._done:
                 await self._close_stream()
 
+    def close_now(self, code: int, reason: str, frames: Sequence[Frame]) -> bool:
+        """Start the close handshake without waiting: ``frames``, then the close frame, are
+        written at once as ``write_now`` writes (after a write in progress: then they join
+        ``unsent``, for the writer). The reader gets the server's close. Returns ``False``,
+        doing nothing, where ``aclose`` must do it: not a plain TCP socket on POSIX, or the
+        connection already ending."""
+        sock = self._socket
+        protocol = self._protocol
+        if (
+            sock is None
+            or self._closed is not None
+            or self._held is not None
+            or protocol.state is not State.OPEN
+        ):
+            return False
+        self._initiated = True
+        self._closed = TransportClosed(1000, None)
+        data = encode(protocol, frames, fast=self._fast) if frames else b""
+        protocol.send_close(code, reason)
+        data += b"".join(protocol.data_to_send())
+        if self._writing or self.unsent:
+            self.unsent += data
+            return True
+        try:
+            written = os.write(sock.fileno(), data)
+        except OSError:
+            written = 0
+        if written < len(data):
+            self.unsent = data[written:]
+        return True
+
+    async def send_unsent(self) -> None:
+        """Write what ``write_now`` or ``close_now`` left (the connection may be closing)."""
+        if self.unsent:
+            try:
+                await self._write(b"")
+            except TransportClosed:
+                pass  # the reader sees the loss
+
     async def abort(self) -> None:
         """Close the stream at once (nothing to do if it is closed already)."""
         self._lost()
