@@ -153,6 +153,41 @@ async def test_writes_wait_their_turn_in_order() -> None:
         assert [frame for _, frame in await read_frames(peer, 1)] == ["after"]
 
 
+async def test_close_now_writes_the_frames_then_the_close_at_once() -> None:
+    """aclose()'s handover: the leaves and the close frame go out without a task waiting;
+    the reader gets the server's close."""
+    async with socket_transport() as (transport, peer):
+        assert transport.close_now(1000, "", ["leave"])
+        assert transport.unsent == b""
+        (first, leave), (second, _) = await read_frames(peer, 2)
+        assert (first, leave, second) == (Opcode.TEXT, "leave", Opcode.CLOSE)
+        assert not transport.close_now(1000, "", ["again"])  # the handshake is under way
+        await peer.send_all(b"\x88\x02\x03\xe8")  # the server's close (1000)
+        with pytest.raises(TransportClosed) as closed:
+            await transport.receive_batch()
+        assert closed.value.code == 1000
+
+
+async def test_close_now_during_a_write_goes_out_after_it() -> None:
+    async with socket_transport(small=True) as (transport, peer), trio.open_nursery() as nursery:
+        nursery.start_soon(transport.send_many, [BIG])
+        await trio.testing.wait_all_tasks_blocked()
+        assert transport.close_now(1000, "", ["leave"])
+        assert transport.unsent  # behind the write in progress, for the writer
+        nursery.start_soon(transport.send_unsent)
+        received = await read_frames(peer, 3)
+        assert [frame for _, frame in received[:2]] == [BIG, "leave"]
+        assert received[2][0] is Opcode.CLOSE
+
+
+async def test_close_now_leaves_the_other_cases_to_aclose() -> None:
+    memory, _ = in_memory_transport()  # not a socket (as TLS: an SSLStream)
+    assert not memory.close_now(1000, "", [])
+    async with socket_transport() as (transport, _peer):
+        await transport.abort()  # the connection ended
+        assert not transport.close_now(1000, "", [])
+
+
 async def test_a_partial_write_is_sent_first_by_the_next_write(
     autojump_clock: trio.abc.Clock,
 ) -> None:
