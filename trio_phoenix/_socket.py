@@ -1,6 +1,6 @@
 """Socket: the public API of a nursery-scoped Phoenix connection.
 
-The socket's running state, its event pump and its three tasks live in ``SocketRuntime``
+The socket's running state, its event pump and its tasks live in ``SocketRuntime``
 (``_runtime.py``), which this class extends with the constructor (every option checked), the
 properties and the public calls. Every public call gives one command to the sans-IO core and
 runs the pump.

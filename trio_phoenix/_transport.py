@@ -3,12 +3,15 @@ background task.
 
 The engine is ``websockets.client.ClientProtocol`` (chosen by measurement: on our frames it
 parses about 2x faster than wsproto, see ``benchmarks/README.md``), driven by the socket's own
-tasks: the reader calls ``receive_batch()``, where every complete message of one
-``receive_some`` comes back as one list (whole unfragmented text and binary frames, the common
-case, are cut from the read directly; every other frame goes through the protocol, in order);
-the writer calls ``send_many(frames)``, which writes every queued frame in one ``send_all``;
-the pump may first try ``write_now(take)``, a non-blocking ``os.write`` on a plain TCP socket
-(POSIX) whose unwritten rest (``unsent``) every later write sends first.
+tasks: the reader calls ``receive_batch()``, where every complete message of one read comes
+back as one list (whole unfragmented text and binary frames, the common case, are cut from
+the read directly; every other frame goes through the protocol, in order); on a plain TCP
+socket (POSIX) the read is a non-blocking ``os.read`` and a wait for the socket to be
+readable, as trio's ``SocketStream.receive_some`` does, without its frames on every idle
+connection's stack. A writer calls ``send_many(frames)``, which writes every queued frame in
+one ``send_all``; the pump may first try ``write_now(take)``, a non-blocking ``os.write`` on
+a plain TCP socket whose unwritten rest (``unsent``) every later write sends first, and
+``aclose()`` may start the close with ``close_now``, written the same way.
 Pings are answered and the server's close is echoed by the protocol itself; the reply goes out
 before the reader reads again.
 
