@@ -27,11 +27,12 @@ import trio
 from ._exceptions import ConnectError, InvalidParams
 from ._network import ProxyFailure, ProxyOption, check_proxy
 from ._transports import TRANSPORTS, TransportName
-from .proto import Serializer, auth_token_subprotocols, build_socket_url
+from .proto import Serializer, auth_token_subprotocols, build_socket_url, redact_url
 from .proto._limits import check_headers
 
 __all__ = [
     "ConnectArgs",
+    "RedactedURL",
     "SocketOptions",
     "check_options",
     "check_params",
@@ -251,3 +252,16 @@ def check_trio_token(expected: trio.lowlevel.TrioToken | None, what: str) -> Non
             "event loop); call it from that run, e.g. with trio.from_thread.run(channel.push, "
             "...) from a thread started by trio.to_thread.run_sync"
         )
+
+
+class RedactedURL:
+    """A URL shown in a log record with its secrets redacted, formatted only if the record
+    is emitted."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __str__(self) -> str:
+        return redact_url(self.url)

@@ -10,19 +10,16 @@ what runs. Rules it keeps:
    ``match``, typed, reaching the Trio ``Channel`` through ``ChannelCore.owner`` and a
    caller's waiter through ``Push.waiter``.
 2. Two tasks per idle socket: ``_run`` itself is the supervisor (opens each connection and
-   reads it until it ends); in its nursery runs the timer task (feeds
-   ``trio.current_time()`` to the core when its next deadline passes; apart from any write,
-   so that a write blocked on a dead peer does not hold back the heartbeat timeout). Frames
-   are sent by a writer task the pump starts when there are frames to send and none runs;
-   it sends all queued frames in one write, again until none are queued, then returns (an
-   idle socket keeps no writer, and no caller's push waits in a write: a server that stops
-   reading cannot hold a push past its deadline). The one exception is not a wait: on a quiet
-   connection (``_quiet``: nothing written since the last read or write) of the WebSocket
-   transport on plain TCP, ``_pump()`` writes the frames at once with
-   ``Transport.write_now``, which never blocks (saving a writer task per push); what the
-   kernel does not take stays unsent and the writer sends it before anything else, so frames
-   go out in the order the core produced them. ``aclose()`` writes through its transport
-   only.
+   reads it until it ends); in its nursery runs the timer task (feeds ``trio.current_time()``
+   to the core when its next deadline passes, apart from any write, so that a write blocked
+   on a dead peer does not hold back the heartbeat timeout). A writer task runs only while
+   frames wait: the pump starts one, which sends all queued frames in one write until none
+   are left. No caller's push waits in a write (a server that stops reading cannot hold a
+   push past its deadline): on a quiet connection (``_quiet``: nothing written since the
+   last read or write) of the WebSocket transport on plain TCP, ``_pump()`` writes the
+   frames with the non-blocking ``Transport.write_now`` (no writer task per push); the
+   writer sends what the kernel did not take before anything else, so frames go out in the
+   order the core produced them. ``aclose()`` writes through its transport only.
 3. No task outlives ``open_socket`` or ``aclose()``; the caller sees their own exception,
    never an internal ``ExceptionGroup``. Once the core is closed the tasks return on their
    own (cancelling thousands of sockets costs far more); the socket's cancel scope is only
@@ -45,6 +42,7 @@ from ._groups import raise_preferred
 from ._network import ProxyOption, proxy_for
 from ._options import (
     ParamsSource,
+    RedactedURL,
     TokenSource,
     UrlSource,
     connect_args,
@@ -341,18 +339,6 @@ class SocketRuntime:
                 nursery.cancel_scope.cancel()
                 break
 
-    async def _until_tasks_ended(self) -> None:
-        """Wait, without a cancel point, until the socket's tasks ended (``_run`` wakes this
-        task when they have); they end by the socket's deadline at the latest."""
-        if self._nursery is None:
-            return
-        task = trio.lowlevel.current_task()
-        if self._end_waiters is None:
-            self._end_waiters = [task]
-        else:
-            self._end_waiters.append(task)
-        await trio.lowlevel.wait_task_rescheduled(_no_abort)
-
     def _stop_timer(self) -> None:
         """Wake the timer task if it waits for a deadline (it returns once the core is
         closed)."""
@@ -398,7 +384,7 @@ class SocketRuntime:
                 core.connection_opened(trio.current_time())
                 self._pump()
                 self._state_changed.fire()
-                logger.info("connected to %s", _Redacted(self._url))
+                logger.info("connected to %s", RedactedURL(self._url))
                 if self._lifecycle:
                     self._emit(life.Connected(connects=core.statistics().connects))
                 if not started:
@@ -593,29 +579,12 @@ class SocketRuntime:
             self._quiet = True  # idle: the next frames may be written by the pump
 
 
-class _Redacted:
-    """A URL shown in a log record with its secrets redacted, formatted only if the record
-    is emitted."""
-
-    __slots__ = ("url",)
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __str__(self) -> str:
-        return redact_url(self.url)
-
-
 #: The timer task's ``custom_sleep_data`` while it sleeps until the core's next deadline.
 _TIMER_WAIT: Final = object()
 
 
 def _abort(_: object) -> trio.lowlevel.Abort:
     return trio.lowlevel.Abort.SUCCEEDED
-
-
-def _no_abort(_: object) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.FAILED  # (rescheduled by _run when the tasks ended)
 
 
 def owner_of(channel: ChannelCore | None) -> ChannelOwner:

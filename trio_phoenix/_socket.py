@@ -439,6 +439,18 @@ class Socket(SocketRuntime):
                         self._cancel_scope.cancel()
                     await self._tasks_ended()
 
+    async def _until_tasks_ended(self) -> None:
+        """Wait, without a cancel point, until the socket's tasks ended (``_run`` wakes this
+        task when they have); they end by the socket's deadline at the latest."""
+        if self._nursery is None:
+            return
+        task = trio.lowlevel.current_task()
+        if self._end_waiters is None:
+            self._end_waiters = [task]
+        else:
+            self._end_waiters.append(task)
+        await trio.lowlevel.wait_task_rescheduled(_no_abort)
+
     async def _tasks_ended(self) -> None:
         """Wait until the socket's tasks ended (unless this task is one of them)."""
         while self._nursery is not None and not self._in_own_task():
@@ -456,3 +468,7 @@ class Socket(SocketRuntime):
             parent = task.parent_nursery
             task = None if parent is None else parent.parent_task
         return False
+
+
+def _no_abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED  # (rescheduled by _run when the tasks ended)

@@ -105,15 +105,14 @@ class Transport:
         early: bytes = b"",
     ) -> None:
         self._stream = stream
-        # The socket ``write_now`` writes to directly: plain TCP on POSIX only (TLS must go
-        # through its stream; Windows cannot ``os.write`` a socket).
+        # The socket read and written directly: plain TCP on POSIX only (TLS must go through
+        # its stream; Windows cannot ``os.read``/``os.write`` a socket).
         self._socket = (
             stream.socket
             if isinstance(stream, trio.SocketStream) and sys.platform != "win32"
             else None
         )
-        #: What ``write_now`` could not write: the next write sends it first.
-        self.unsent = b""
+        self.unsent = b""  #: What a direct write left: the next write sends it first.
         self._early = early  # what came after the handshake's response, in the same read
         # What the protocol queued when the connection ended (a close frame, after an invalid
         # frame or the server's close) in a read that also brought messages: held back until
@@ -124,17 +123,13 @@ class Transport:
         self.subprotocol = subprotocol
         #: Whether permessage-deflate was negotiated.
         self.compressed = bool(protocol.extensions)
-        # The protocol hands a frame over once it is complete; this validates the text of a
-        # frame that spans reads as it comes, to close with 1007 at the first invalid bytes.
-        # It is told how many bytes the protocol's reader holds after each read (the payload
-        # so far of the frame it waits for).
         # Sees every byte the protocol gets (not the frames the fast path cuts whole), to fail
-        # a text frame that spans reads as soon as its invalid bytes arrive.
+        # a text frame that spans reads as soon as its invalid bytes arrive (the protocol
+        # hands a frame over only once it is complete).
         self._watch = TextWatch(compressed=self.compressed)
         self._receive_size = receive_buffer_size
-        # One write at a time: the reader may answer a ping or a close while the writer
-        # writes. Writers that find one in progress wait in FIFO order in the queue, made
-        # only then (most connections never need one).
+        # One write at a time (the reader may answer a ping while a writer writes); writers
+        # that find one in progress wait in FIFO order in a queue made only then.
         self._writing = False
         self._write_queue: trio.lowlevel.ParkingLot | None = None
         self._text: codecs.IncrementalDecoder | None = None  # a fragmented text message
@@ -252,16 +247,13 @@ class Transport:
         self._set_done()
 
     def receive_batch(self) -> Coroutine[object, None, list[Frame]]:
-        """Every complete message of the next read (at least one).
-
-        (A plain function returning the coroutine: an idle connection keeps one frame less.)
+        """Every complete message of the next read (at least one). (A plain function that
+        returns the coroutine: an idle connection keeps one frame less.)
 
         Raises:
             TransportClosed: the connection ended (after the messages that preceded the end).
         """
-        if self._closer_reads:
-            # aclose() reads until the server's close (the reader was between two reads
-            # when it began): wait for that instead of reading the stream too.
+        if self._closer_reads:  # aclose() reads to the server's close: wait for that
             return self._closed_by_closer()
         return self._receive_batch(reading=True)
 
@@ -542,11 +534,10 @@ class Transport:
                 await self._close_stream()
 
     def close_now(self, code: int, reason: str, frames: Sequence[Frame]) -> bool:
-        """Start the close handshake without waiting: ``frames``, then the close frame, are
-        written at once as ``write_now`` writes (after a write in progress: then they join
-        ``unsent``, for the writer). The reader gets the server's close. Returns ``False``,
-        doing nothing, where ``aclose`` must do it: not a plain TCP socket on POSIX, or the
-        connection already ending."""
+        """Start the close handshake without waiting: ``frames`` and the close frame are
+        written as ``write_now`` writes (or join ``unsent`` behind a write in progress); the
+        reader gets the server's close. ``False`` (nothing done) where ``aclose`` must do it:
+        not a plain TCP socket on POSIX, or the connection already ending."""
         sock = self._socket
         protocol = self._protocol
         if (
@@ -599,8 +590,7 @@ class Transport:
 
 
 def _read_now(sock: trio.socket.SocketType, size: int) -> bytes | None:
-    """Read what the (non-blocking) socket has, up to ``size`` bytes: empty at its end (or
-    when it failed or was closed), ``None`` when nothing came yet."""
+    """Up to ``size`` bytes the socket has: empty at its end, ``None`` if none came yet."""
     try:
         return os.read(sock.fileno(), size)
     except BlockingIOError:
