@@ -64,6 +64,7 @@ from .proto import (
     CloseTransport,
     DisconnectRequested,
     DropConnection,
+    Frame,
     FrameDropped,
     JoinFailed,
     JoinParamsNeeded,
@@ -497,7 +498,11 @@ class SocketRuntime:
                     self._pump()
                     self._connection_scope.deadline = self._choice.start_probation(probe, now)
                 try:
-                    await self._read(transport)
+                    while True:
+                        frames = await transport.receive_batch()
+                        self._quiet = True
+                        await self._deliver(frames)
+                        del frames  # (not kept while waiting for the next read)
                 except TransportClosed as closed:
                     return closed.code, closed.reason
             unanswered = self._choice.probation_ref
@@ -521,24 +526,22 @@ class SocketRuntime:
                 with trio.CancelScope(shield=True):
                     await transport.abort()
 
-    async def _read(self, transport: AnyTransport) -> None:
+    async def _deliver(self, frames: list[Frame]) -> None:
+        """Feed ``frames`` to the core, a slice at a time; let the consumers run between
+        slices when they were handed messages (a coroutine only while it runs: an idle
+        connection's stack holds none)."""
         core = self._core
-        receive_batch = transport.receive_batch
         flow = self._flow
         step = flow.SLICE
-        while True:
-            frames = await receive_batch()
-            self._quiet = True
-            for start in range(0, len(frames), step):
-                now = trio.current_time()
-                for frame in frames[start : start + step]:
-                    core.receive(frame, now)
-                self._pump()
-                if flow.delivered or flow.replied or flow.full:
-                    # Let the consumers run before routing more; wait while an
-                    # overflow="wait" subscription is full.
-                    await flow.pause()
-            del frames  # (not kept while waiting for the next read)
+        for start in range(0, len(frames), step):
+            now = trio.current_time()
+            for frame in frames[start : start + step]:
+                core.receive(frame, now)
+            self._pump()
+            if flow.delivered or flow.replied or flow.full:
+                # Let the consumers run before routing more; wait while an
+                # overflow="wait" subscription is full.
+                await flow.pause()
 
     def _start_writer(self) -> None:
         """Start a writer task for the frames the pump cannot write itself (none while the

@@ -8,7 +8,6 @@ The core never reads a clock: ``now`` comes from the I/O layer.
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -46,14 +45,15 @@ class TimerQueue:
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, _Entry]] = []
-        self._seq = itertools.count()
+        self._seq = 0  # (an int, not an itertools.count: one object less per socket)
         self._empty = 0
 
     def schedule(self, timer: Timer, deadline: float) -> None:
         self.cancel(timer)
         timer.deadline = deadline
         timer.entry = entry = _Entry(timer)
-        heapq.heappush(self._heap, (deadline, next(self._seq), entry))
+        self._seq = seq = self._seq + 1
+        heapq.heappush(self._heap, (deadline, seq, entry))
 
     def cancel(self, timer: Timer) -> None:
         timer.deadline = None
