@@ -215,7 +215,10 @@ class Transport:
             or self._protocol.state is not State.OPEN
         ):
             return None
-        data = encode(self._protocol, take(), fast=self._fast)
+        return self._write_direct(sock, encode(self._protocol, take(), fast=self._fast))
+
+    def _write_direct(self, sock: trio.socket.SocketType, data: bytes) -> int:
+        """Write what the kernel takes of ``data`` at once; keep the rest in ``unsent``."""
         try:
             written = os.write(sock.fileno(), data)
         except OSError:
@@ -554,13 +557,8 @@ class Transport:
         data += b"".join(protocol.data_to_send())
         if self._writing or self.unsent:
             self.unsent += data
-            return True
-        try:
-            written = os.write(sock.fileno(), data)
-        except OSError:
-            written = 0
-        if written < len(data):
-            self.unsent = data[written:]
+        else:
+            self._write_direct(sock, data)
         return True
 
     async def send_unsent(self) -> None:
