@@ -127,3 +127,23 @@ async def test_aclose_from_the_sockets_own_task_does_not_wait_for_itself(
         assert trio.current_time() - start < 1
         assert sockets[0].state is SocketState.CLOSED
         assert not closed.is_set()
+
+
+async def test_the_timer_task_ends_as_soon_as_the_close_begins(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    """Once the core is closed the timer task returns at once, instead of sleeping on to a
+    deadline left from before (here the join's timeout, 1 s after it was sent) while the
+    closing handshake waits for a server that does not answer."""
+    timer = "trio_phoenix._runtime.SocketRuntime._run_timers"
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            socket = await connect_socket(nursery, phoenix_server.url, timeout=1, close_timeout=5)
+            await socket.channel("echo:t").join()
+            phoenix_server.accepted_connections[0].stall()
+            assert timer in client_tasks()
+            start = trio.current_time()
+            nursery.start_soon(socket.aclose)
+            await trio.testing.wait_all_tasks_blocked()
+            assert trio.current_time() == start
+            assert timer not in client_tasks()
