@@ -100,7 +100,7 @@ class SocketRuntime:
         "_connect_timeout",
         "_connection_scope",
         "_core",
-        "_end_waiters",
+        "_end_waiter",
         "_failure",
         "_flow",
         "_last_error",
@@ -152,7 +152,7 @@ class SocketRuntime:
     _closing: trio.Event | None  # set by aclose() once it has closed
     # aclose() started the close handshake and left the rest to the reader and supervisor.
     _reader_closes: bool
-    _end_waiters: list[trio.lowlevel.Task] | None  # aclose() calls waiting for the tasks
+    _end_waiter: trio.lowlevel.Task | None  # the aclose() that handed the close over
     _flow: Flow  # the reader's pause between reads (see _subscription)
     _last_error: ConnectError | None
     _failure: BaseException | None
@@ -325,9 +325,9 @@ class SocketRuntime:
             self._core.close()
             self._pump()
             self._state_changed.fire()
-            waiters, self._end_waiters = self._end_waiters, None
-            for task in waiters or ():
-                trio.lowlevel.reschedule(task)
+            waiter, self._end_waiter = self._end_waiter, None
+            if waiter is not None:
+                trio.lowlevel.reschedule(waiter)
 
     def _end_tasks(self, nursery: trio.Nursery) -> None:
         """The core is closed and the supervisor done: wake the timer task, which returns (no

@@ -166,7 +166,7 @@ class Socket(SocketRuntime):
         self._lifecycle: tuple[Subscription[life.LifecycleEvent], ...] = ()
         self._closing: trio.Event | None = None
         self._reader_closes = False
-        self._end_waiters: list[trio.lowlevel.Task] | None = None
+        self._end_waiter: trio.lowlevel.Task | None = None
         self._flow = Flow()
         self._last_error: ConnectError | None = None
         self._failure: BaseException | None = None
@@ -444,11 +444,8 @@ class Socket(SocketRuntime):
         task when they have); they end by the socket's deadline at the latest."""
         if self._nursery is None:
             return
-        task = trio.lowlevel.current_task()
-        if self._end_waiters is None:
-            self._end_waiters = [task]
-        else:
-            self._end_waiters.append(task)
+        # (Only the first aclose() gets here; later calls wait for it to finish.)
+        self._end_waiter = trio.lowlevel.current_task()
         await trio.lowlevel.wait_task_rescheduled(_no_abort)
 
     async def _tasks_ended(self) -> None:

@@ -147,3 +147,27 @@ async def test_the_timer_task_ends_as_soon_as_the_close_begins(
             await trio.testing.wait_all_tasks_blocked()
             assert trio.current_time() == start
             assert timer not in client_tasks()
+
+
+async def test_concurrent_acloses_all_return_once_the_tasks_ended(
+    phoenix_server: TestServer, autojump_clock: trio.abc.Clock
+) -> None:
+    """The first call hands the close over and waits for the tasks; the others wait for it."""
+    returned: list[float] = []
+
+    async def close(socket: Socket) -> None:
+        await socket.aclose()
+        assert client_tasks() == []
+        returned.append(trio.current_time())
+
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            socket = await connect_socket(nursery, phoenix_server.url)
+            await socket.channel("echo:t").join()
+            phoenix_server.accepted_connections[0].stall()  # the close takes close_timeout
+            start = trio.current_time()
+            async with trio.open_nursery() as closing:
+                for _ in range(3):
+                    closing.start_soon(close, socket)
+        assert returned == [pytest.approx(start + 5)] * 3
+        assert socket.state is SocketState.CLOSED
